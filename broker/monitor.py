@@ -1,0 +1,438 @@
+"""HTTP monitoring: /varz, /connz, /subsz, /healthz, /routez, /jsz and /metrics.
+
+A deliberately small HTTP/1.1 server on the event loop (GET only, one request per connection
+unless the client asks for keep-alive): monitoring is polled, not a hot path, and this avoids a
+web framework. Response shapes follow nats-server's monitor.go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from broker.log import logger
+from broker.metrics import render_metrics
+from broker.version import PROTO, RUNTIME, SERVER_VERSION
+
+if TYPE_CHECKING:
+    from broker.client import ClientConnection
+    from broker.server import Server
+
+MAX_REQUEST_HEAD = 16 * 1024
+DEFAULT_CONNZ_LIMIT = 1024
+
+
+def rfc3339(ts: float) -> str:
+    """Go's time.Time JSON form in UTC: `2006-01-02T15:04:05.999999Z`."""
+    if not ts:
+        return "0001-01-01T00:00:00Z"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def go_duration(seconds: float) -> str:
+    """nats-server's uptime/idle format: `1d2h3m4s`, `0s`."""
+    secs = int(seconds)
+    days, secs = divmod(secs, 86400)
+    hours, secs = divmod(secs, 3600)
+    minutes, secs = divmod(secs, 60)
+    out = ""
+    if days:
+        out += f"{days}d"
+    if days or hours:
+        out += f"{hours}h"
+    if days or hours or minutes:
+        out += f"{minutes}m"
+    return out + f"{secs}s"
+
+
+class MonitorServer:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self._listener: asyncio.AbstractServer | None = None
+        self._cpu_mark = (time.monotonic(), _cpu_seconds())
+        self.requests: dict[str, int] = {}
+        base = server.options.http_base_path.rstrip("/")
+        self._base = base if base.startswith("/") or not base else "/" + base
+
+    async def start(self, host: str, port: int) -> int:
+        self._listener = await asyncio.start_server(self._serve, host, port, reuse_address=True)
+        return self._listener.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            await self._listener.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if len(head) > MAX_REQUEST_HEAD:
+                    break
+                keep_alive = await self._answer(head, writer)
+                await writer.drain()
+                if not keep_alive:
+                    break
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        except Exception:  # a monitoring bug must never take the server down
+            logger.exception("monitoring request failed")
+        finally:
+            writer.close()
+
+    async def _answer(self, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split()
+        if len(parts) != 3:
+            _respond(writer, 400, {"error": "bad request"}, False)
+            return False
+        method, target, version = parts
+        keep_alive = version == "HTTP/1.1" and not any(
+            line.lower().startswith("connection:") and "close" in line.lower() for line in lines)
+        url = urlsplit(target)
+        path = url.path
+        if self._base and path.startswith(self._base):
+            path = path[len(self._base):] or "/"
+        path = path.rstrip("/") or "/"
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        if method not in ("GET", "HEAD"):
+            _respond(writer, 405, {"error": "method not allowed"}, keep_alive)
+            return keep_alive
+        self.requests[path] = self.requests.get(path, 0) + 1
+        handler = self._routes().get(path)
+        if handler is None:
+            _respond(writer, 404, {"error": "not found"}, keep_alive)
+            return keep_alive
+        try:
+            status, body = handler(query)
+        except BadParameter as exc:
+            _respond_text(writer, 400, str(exc), keep_alive)
+            return keep_alive
+        if isinstance(body, str):
+            _respond_text(writer, status, body, keep_alive)
+        else:
+            _respond(writer, status, body, keep_alive)
+        return keep_alive
+
+    def _routes(self) -> dict[str, Any]:
+        return {
+            "/": self.index,
+            "/varz": self.varz,
+            "/connz": self.connz,
+            "/subsz": self.subsz,
+            "/subscriptionsz": self.subsz,
+            "/routez": self.routez,
+            "/healthz": self.healthz,
+            "/jsz": self.jsz,
+            "/metrics": self.metrics,
+        }
+
+    # Endpoints: each returns (status, JSON-able body or text).
+
+    def index(self, query: dict[str, str]) -> tuple[int, str]:
+        links = "".join(f'<a href=".{p}">{p}</a><br/>\n' for p in self._routes() if p != "/")
+        return 200, f"<html><body><h1>NATS-compatible broker</h1>\n{links}</body></html>"
+
+    def varz(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        s = self.server
+        opts = s.options
+        now = time.time()
+        in_msgs, in_bytes, out_msgs, out_bytes = s.totals()
+        body: dict[str, Any] = {
+            "server_id": s.server_id,
+            "server_name": s.name,
+            "version": SERVER_VERSION,
+            "proto": PROTO,
+            "go": RUNTIME,
+            "host": opts.host,
+            "port": s.client_port,
+            "auth_required": s.auth.required,
+            "max_connections": opts.max_connections,
+            "max_subscriptions": opts.max_subscriptions,
+            "ping_interval": int(opts.ping_interval * 1e9),
+            "ping_max": opts.ping_max,
+            "http_host": opts.http_host or opts.host,
+            "http_port": opts.http_port,  # the configured value (-1 stays -1), as nats-server
+            "http_base_path": opts.http_base_path,
+            "https_port": 0,
+            "auth_timeout": opts.auth_timeout,
+            "max_control_line": opts.max_control_line,
+            "max_payload": opts.max_payload,
+            "max_pending": opts.max_pending,
+            "cluster": {"name": opts.cluster.name} if opts.cluster.name else {},
+            "gateway": {},
+            "leaf": {},
+            "mqtt": {},
+            "websocket": {},
+            "jetstream": self._jetstream_varz(),
+            "tls_timeout": 2,
+            "write_deadline": int(opts.write_deadline * 1e9),
+            "start": rfc3339(s.start_time),
+            "now": rfc3339(now),
+            "uptime": go_duration(now - s.start_time),
+            "mem": _rss_bytes(),
+            "cores": os.cpu_count() or 1,
+            "gomaxprocs": 1,
+            "cpu": self._cpu_percent(),
+            "connections": len(s.clients),
+            "total_connections": s.total_connections,
+            "routes": 0,
+            "remotes": 0,
+            "leafnodes": 0,
+            "in_msgs": in_msgs,
+            "out_msgs": out_msgs,
+            "in_bytes": in_bytes,
+            "out_bytes": out_bytes,
+            "slow_consumers": s.slow_consumers,
+            "stale_connections": s.stale_connections,
+            "subscriptions": s.sublist.count,
+            "http_req_stats": dict(self.requests),
+            "config_load_time": rfc3339(s.config_load_time),
+            "tags": opts.server_tags,
+            "metadata": opts.server_metadata,
+            "lame_duck_mode": s.lame_duck_mode,
+        }
+        return 200, body
+
+    def _jetstream_varz(self) -> dict[str, Any]:
+        js = self.server.options.jetstream
+        if not js.enabled:
+            return {}
+        return {"config": {"max_memory": js.max_memory_store, "max_storage": js.max_file_store,
+                           "store_dir": js.store_dir, "sync_always": js.sync_interval is None}}
+
+    def connz(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        s = self.server
+        state = query.get("state", "open")
+        subs = query.get("subs", "")
+        offset = _int(query.get("offset"), 0)
+        limit = _int(query.get("limit"), DEFAULT_CONNZ_LIMIT)
+        conns: list[dict[str, Any]] = []
+        if state in ("open", "any"):
+            conns += [connection_info(c, subs) for c in s.clients.values()]
+        if state in ("closed", "any"):
+            conns += list(s.closed_clients)
+        if "cid" in query:
+            cid = _int(query["cid"], -1)
+            conns = [c for c in conns if c["cid"] == cid]
+        sort = query.get("sort", "cid")
+        conns.sort(key=lambda c: c.get(_SORT_KEYS.get(sort, "cid"), 0),
+                   reverse=sort not in ("cid", "start"))
+        page = conns[offset:offset + limit]
+        return 200, {
+            "server_id": s.server_id,
+            "now": rfc3339(time.time()),
+            "num_connections": len(page),
+            "total": len(conns),
+            "offset": offset,
+            "limit": limit,
+            "connections": page,
+        }
+
+    def subsz(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        s = self.server
+        in_msgs = s.totals()[0]
+        stats = s.sublist.stats(in_msgs + s.internal_publishes)
+        body: dict[str, Any] = {
+            "server_id": s.server_id,
+            "now": rfc3339(time.time()),
+            "num_subscriptions": stats.num_subscriptions,
+            "num_cache": stats.num_cache,
+            "num_inserts": stats.num_inserts,
+            "num_removes": stats.num_removes,
+            "num_matches": stats.num_matches,
+            "cache_hit_rate": stats.cache_hit_rate,
+            "max_fanout": stats.max_fanout,
+            "avg_fanout": stats.avg_fanout,
+        }
+        if query.get("subs") in ("1", "true", "detail"):
+            offset = _int(query.get("offset"), 0)
+            limit = _int(query.get("limit"), DEFAULT_CONNZ_LIMIT)
+            test = query.get("test", "").encode()
+            subs = [sub for sub in s.sublist if sub.client is not None]
+            if test:
+                result = s.sublist.match(test)
+                matched = {id(sub) for sub, _ in result.psubs}
+                matched.update(id(sub) for group in result.qsubs for sub in group)
+                subs = [sub for sub in subs if id(sub) in matched]
+            body.update({"total": len(subs), "offset": offset, "limit": limit,
+                         "subscriptions_list": [_sub_info(sub) for sub in
+                                                subs[offset:offset + limit]]})
+        return 200, body
+
+    def routez(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        s = self.server
+        return 200, {"server_id": s.server_id, "server_name": s.name,
+                     "now": rfc3339(time.time()), "num_routes": 0, "routes": []}
+
+    def jsz(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        s = self.server
+        body: dict[str, Any] = {"server_id": s.server_id, "now": rfc3339(time.time())}
+        if not s.options.jetstream.enabled:
+            body["disabled"] = True
+        return 200, body
+
+    def healthz(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """nats-server's healthz() order of checks (compat.md §6.1)."""
+        s = self.server
+        if ("stream" in query and "account" not in query) or \
+                ("consumer" in query and "stream" not in query):
+            return 400, {"status": "error", "status_code": 400,
+                         "error": "bad request: account required"}
+        if not s.ready:
+            return 500, {"status": "error", "status_code": 500,
+                         "error": "server not ready"}
+        if _flag(query, "js-server-only"):
+            return 200, {"status": "ok"}
+        enabled_only = _flag(query, "js-enabled-only")
+        if _flag(query, "js-enabled"):
+            logger.warning("Healthcheck: js-enabled deprecated, use js-enabled-only instead")
+            enabled_only = True
+        if not s.options.jetstream.enabled:
+            return 200, {"status": "ok"}
+        if not s.jetstream_ready():
+            return 503, {"status": "unavailable", "status_code": 503,
+                         "error": "JetStream not enabled"}
+        if enabled_only:
+            return 200, {"status": "ok"}
+        return s.jetstream_health()
+
+    def metrics(self, query: dict[str, str]) -> tuple[int, str]:
+        return 200, render_metrics(self.server)
+
+    def _cpu_percent(self) -> float:
+        now, cpu = time.monotonic(), _cpu_seconds()
+        then, cpu_then = self._cpu_mark
+        self._cpu_mark = (now, cpu)
+        if now - then <= 0:
+            return 0.0
+        return round(100.0 * (cpu - cpu_then) / (now - then), 2)
+
+
+_SORT_KEYS = {"cid": "cid", "start": "start", "subs": "subscriptions",
+              "pending": "pending_bytes", "msgs_to": "out_msgs", "msgs_from": "in_msgs",
+              "bytes_to": "out_bytes", "bytes_from": "in_bytes", "last": "last_activity",
+              "idle": "idle", "uptime": "uptime", "stop": "stop", "reason": "reason"}
+
+
+def connection_info(c: ClientConnection, subs: str = "") -> dict[str, Any]:
+    now = time.time()
+    info: dict[str, Any] = {
+        "cid": c.cid,
+        "kind": "Client",
+        "type": "nats",
+        "ip": c.host,
+        "port": c.port,
+        "start": rfc3339(c.start),
+        "last_activity": rfc3339(c.last_activity),
+        "rtt": "0s",
+        "uptime": go_duration((c.stop or now) - c.start),
+        "idle": go_duration(now - c.last_activity),
+        "pending_bytes": c.pending_bytes() if not c.closed else 0,
+        "in_msgs": c.in_msgs,
+        "out_msgs": c.out_msgs,
+        "in_bytes": c.in_bytes,
+        "out_bytes": c.out_bytes,
+        "subscriptions": len(c.subs),
+        "name": c.name,
+        "lang": c.lang,
+        "version": c.version,
+    }
+    if c.identity is not None and c.identity.name:
+        info["authorized_user"] = c.identity.name
+    if c.closed:
+        info["stop"] = rfc3339(c.stop)
+        info["reason"] = c.close_reason
+    if subs in ("1", "true"):
+        info["subscriptions_list"] = [sub.subject.decode() for sub in c.subs.values()]
+    elif subs == "detail":
+        info["subscriptions_list_detail"] = [_sub_info(sub) for sub in c.subs.values()]
+    return info
+
+
+def closed_connection_info(c: ClientConnection) -> dict[str, Any]:
+    return connection_info(c)
+
+
+def _sub_info(sub: Any) -> dict[str, Any]:
+    info = {"subject": sub.subject.decode(), "sid": sub.sid.decode(), "msgs": sub.delivered,
+            "cid": sub.client.cid if sub.client is not None else 0}
+    if sub.queue is not None:
+        info["qgroup"] = sub.queue.decode()
+    if sub.max:
+        info["max"] = sub.max
+    return info
+
+
+def _respond(writer: asyncio.StreamWriter, status: int, body: dict[str, Any],
+             keep_alive: bool) -> None:
+    data = json.dumps(body, indent=2).encode()
+    _write(writer, status, data, "application/json", keep_alive)
+
+
+def _respond_text(writer: asyncio.StreamWriter, status: int, text: str, keep_alive: bool) -> None:
+    if text.startswith("<html>"):
+        kind = "text/html"
+    elif text.startswith("# HELP"):
+        kind = "text/plain; version=0.0.4"
+    else:
+        kind = "text/plain; charset=utf-8"
+    _write(writer, status, text.encode(), kind, keep_alive)
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+def _write(writer: asyncio.StreamWriter, status: int, data: bytes, kind: str,
+           keep_alive: bool) -> None:
+    head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+            f"Content-Type: {kind}\r\n"
+            "Access-Control-Allow-Origin: *\r\n"
+            f"Content-Length: {len(data)}\r\n"
+            f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n")
+    writer.write(head.encode() + data)
+
+
+class BadParameter(ValueError):
+    """A query parameter nats-server would refuse with 400."""
+
+
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def _flag(query: dict[str, str], name: str) -> bool:
+    """A boolean parameter as Go's strconv.ParseBool reads it; absent or empty is false."""
+    value = query.get(name, "")
+    if not value or value in _FALSE:
+        return False
+    if value in _TRUE:
+        return True
+    raise BadParameter(f"Error decoding boolean for '{name}': strconv.ParseBool: parsing "
+                       f'"{value}": invalid syntax')
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system

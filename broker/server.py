@@ -1,0 +1,427 @@
+"""The server: listeners, the set of client connections, message routing and lifecycle.
+
+Routing is the hot path: `route()` matches a subject in the sublist and appends MSG frames to each
+receiving connection's outbound list; `flush()` writes every touched connection once per loop turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import random
+import secrets
+import time
+from collections import deque
+from typing import Any
+
+from broker import protocol
+from broker.auth import Authenticator
+from broker.client import ClientConnection, ClosedReason
+from broker.log import logger, set_levels
+from broker.sublist import InternalHandler, Sublist, Subscription, msg_start
+from broker.version import PROTO, RUNTIME, SERVER_VERSION
+from config.options import RANDOM_PORT, Options
+
+MAX_CLOSED_CLIENTS = 10_000
+RELOADABLE = frozenset({
+    "debug", "trace", "trace_verbose", "logtime", "logtime_utc", "username", "password",
+    "authorization", "auth_timeout", "users", "no_auth_user", "max_connections",
+    "max_subscriptions", "max_payload", "max_control_line", "max_pending", "ping_interval",
+    "ping_max", "write_deadline", "lame_duck_duration", "lame_duck_grace_period", "server_tags",
+    "server_metadata", "config_file",
+})
+
+
+def new_server_id() -> str:
+    # nats-server ids are 56-character base32 public keys starting with N; ours look alike.
+    return "N" + base64.b32encode(secrets.token_bytes(35)).decode()[:55]
+
+
+class Server:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.server_id = new_server_id()
+        self.name = options.server_name or self.server_id
+        self.loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
+        self.sublist = Sublist(cache=not options.disable_sublist_cache)
+        self._lookup = self.sublist.cached
+        self.auth = Authenticator(options)
+        self.headers_supported = not options.no_header_support
+        self.clients: dict[int, ClientConnection] = {}
+        self.closed_clients: deque[dict[str, Any]] = deque(maxlen=MAX_CLOSED_CLIENTS)
+        self.start_time = time.time()
+        self.config_load_time = self.start_time
+        self.lame_duck_mode = False
+        self.ready = False
+
+        # Counters reported by /varz and /metrics; message totals live on the connections and
+        # are added up on demand (see `totals`), these keep what closed connections counted.
+        self.closed_in_msgs = self.closed_in_bytes = 0
+        self.closed_out_msgs = self.closed_out_bytes = 0
+        self.internal_out_msgs = 0
+        self.internal_publishes = 0
+        self.slow_consumers = 0
+        self.stale_connections = 0
+        self.total_connections = 0
+
+        self.client_port = 0
+        self.monitor_port = 0
+        self._cid = 0
+        self._dirty: list[ClientConnection] = []
+        self._flush_scheduled = False
+        self._info_changed_at = 0.0
+        self._listener: asyncio.AbstractServer | None = None
+        self._monitor: Any = None
+        self._ports_file = ""
+        self._stopped = asyncio.Event()
+        self._shutting_down = False
+        self._info_base = self._build_info_base()
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        opts = self.options
+        port = 0 if opts.port == RANDOM_PORT else opts.port
+        self._listener = await self.loop.create_server(
+            lambda: ClientConnection(self), opts.host, port, reuse_address=True, backlog=1024)
+        self.client_port = self._listener.sockets[0].getsockname()[1]
+        self._info_base = self._build_info_base()
+        logger.info("Starting nats-server")
+        logger.info("  Version:  %s", SERVER_VERSION)
+        logger.info("  Name:     %s", self.name)
+        logger.info("  ID:       %s", self.server_id)
+        if opts.http_port:
+            await self._start_monitor()
+        logger.info("Listening for client connections on %s",
+                    _hostport(opts.host, self.client_port))
+        self._write_process_files()
+        self.ready = True
+        logger.info("Server is ready")
+
+    async def _start_monitor(self) -> None:
+        from broker.monitor import MonitorServer
+
+        opts = self.options
+        host = opts.http_host or opts.host
+        port = 0 if opts.http_port == RANDOM_PORT else opts.http_port
+        self._monitor = MonitorServer(self)
+        self.monitor_port = await self._monitor.start(host, port)
+        logger.info("Starting http monitor on %s", _hostport(host, self.monitor_port))
+
+    def _write_process_files(self) -> None:
+        opts = self.options
+        if opts.pid_file:
+            _write_atomically(opts.pid_file, str(os.getpid()))
+        if opts.ports_file_dir:
+            self._ports_file = os.path.join(opts.ports_file_dir, f"broker_{os.getpid()}.ports")
+            _write_atomically(self._ports_file, json.dumps(self.ports()))
+
+    @property
+    def client_url(self) -> str:
+        host = self.options.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"nats://{_hostport(host, self.client_port)}"
+
+    def jetstream_ready(self) -> bool:
+        """Whether JetStream is enabled and serving (it is not part of this build yet)."""
+        return False
+
+    def jetstream_health(self) -> tuple[int, dict[str, Any]]:
+        """/healthz's deep check: every stream and consumer recovered (none exist yet)."""
+        return 200, {"status": "ok"}
+
+    def ports(self) -> dict[str, list[str]]:
+        ports = {"nats": [self.client_url]}
+        if self.monitor_port:
+            mhost = self.options.http_host or self.options.host
+            if mhost in ("0.0.0.0", "::", ""):
+                mhost = "127.0.0.1"
+            ports["monitoring"] = [f"http://{_hostport(mhost, self.monitor_port)}"]
+        return ports
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def shutdown(self) -> None:
+        """Graceful stop: stop accepting, flush and close every client, stop monitoring."""
+        if self._shutting_down:
+            await self._stopped.wait()
+            return
+        self._shutting_down = True
+        logger.info("Initiating Shutdown...")
+        self.ready = False
+        if self._listener is not None:
+            self._listener.close()
+        for client in list(self.clients.values()):
+            client.close(ClosedReason.SERVER_SHUTDOWN)
+        if self._monitor is not None:
+            await self._monitor.stop()
+        if self._listener is not None:
+            await self._listener.wait_closed()
+        if self._ports_file:
+            _remove_quietly(self._ports_file)
+        logger.info("Server Exiting..")
+        self._stopped.set()
+
+    async def lame_duck(self) -> None:
+        """Stop accepting, tell clients (INFO ldm), close them over the lame duck duration."""
+        if self.lame_duck_mode or self._shutting_down:
+            return
+        opts = self.options
+        self.lame_duck_mode = True
+        logger.info("Entering lame duck mode, stop accepting new clients")
+        if self._listener is not None:
+            self._listener.close()
+        self._info_base["ldm"] = True
+        for client in list(self.clients.values()):
+            client.send(protocol.info_line(self.client_info_json(client)))
+        self.flush()
+        grace = min(opts.lame_duck_grace_period, opts.lame_duck_duration)
+        await asyncio.sleep(grace)
+        clients = list(self.clients.values())
+        spread = max(opts.lame_duck_duration - grace, 1.0)
+        # Like nats-server: spread the closes, but never wait more than a second between two.
+        pause = min(spread / len(clients), 1.0) if clients else 0.0
+        logger.info("Closing %d existing clients over %.1fs", len(clients), spread)
+        for client in clients:
+            client.close(ClosedReason.LAME_DUCK)
+            if pause:
+                await asyncio.sleep(pause)
+        await self.shutdown()
+
+    def reload(self, new: Options) -> list[str]:
+        """Apply what can change at run time. Returns the fields that could not be applied."""
+        refused = [name for name in _changed_fields(self.options, new) if name not in RELOADABLE]
+        if refused:
+            return refused
+        self.options = new
+        self.auth = type(self.auth)(new)
+        self.config_load_time = time.time()
+        set_levels(new.debug, new.trace)
+        self._info_base = self._build_info_base()
+        for client in self.clients.values():
+            client.max_pending = new.max_pending
+        logger.info("Reloaded server configuration")
+        return []
+
+    # Connections
+
+    def next_client_id(self) -> int:
+        self._cid += 1
+        return self._cid
+
+    def admit(self, client: ClientConnection) -> bool:
+        if self._shutting_down or len(self.clients) >= self.options.max_connections:
+            if not self._shutting_down:
+                logger.error("%s:%d - maximum connections exceeded", client.host, client.port)
+            return False
+        self.clients[client.cid] = client
+        self.total_connections += 1
+        return True
+
+    def forget(self, client: ClientConnection) -> None:
+        if self.clients.pop(client.cid, None) is not None:
+            from broker.monitor import connection_info
+
+            self.closed_in_msgs += client.in_msgs
+            self.closed_in_bytes += client.in_bytes
+            self.closed_out_msgs += client.out_msgs
+            self.closed_out_bytes += client.out_bytes
+            self.closed_clients.append(connection_info(client))
+
+    def totals(self) -> tuple[int, int, int, int]:
+        """(in_msgs, in_bytes, out_msgs, out_bytes) over every connection since start."""
+        in_msgs, in_bytes = self.closed_in_msgs, self.closed_in_bytes
+        out_msgs, out_bytes = self.closed_out_msgs, self.closed_out_bytes
+        for c in self.clients.values():
+            in_msgs += c.in_msgs
+            in_bytes += c.in_bytes
+            out_msgs += c.out_msgs
+            out_bytes += c.out_bytes
+        return in_msgs, in_bytes, out_msgs, out_bytes
+
+    def client_info_json(self, client: ClientConnection) -> bytes:
+        info = dict(self._info_base)
+        info["client_id"] = client.cid
+        info["client_ip"] = client.host
+        return json.dumps(info, separators=(",", ":")).encode()
+
+    def info_changed_since(self, when: float) -> bool:
+        return self._info_changed_at >= when
+
+    def _build_info_base(self) -> dict[str, Any]:
+        opts = self.options
+        info: dict[str, Any] = {
+            "server_id": self.server_id,
+            "server_name": self.name,
+            "version": SERVER_VERSION,
+            "proto": PROTO,
+            "go": RUNTIME,
+            "host": opts.host,
+            "port": self.client_port or opts.port,
+            "headers": self.headers_supported,
+            "max_payload": opts.max_payload,
+        }
+        if self.auth.required:
+            info["auth_required"] = True
+        if self.jetstream_ready():
+            info["jetstream"] = True
+        if self.lame_duck_mode:
+            info["ldm"] = True
+        return info
+
+    # Routing (hot path)
+
+    def route(self, subject: bytes, reply: bytes, hdr: int, payload: bytes,
+              origin: ClientConnection | None) -> int:
+        """Deliver one message to every matching subscription. Returns how many got it.
+
+        Per-connection counters are the only bookkeeping here; server totals are summed from
+        connections when asked for (see `totals`), which keeps this loop short.
+        """
+        result = self._lookup(subject)
+        if result is None:
+            result = self.sublist.match(subject)
+        delivered = 0
+        if hdr < 0:
+            size = len(payload)
+            # "<size>\r\n" or "<reply> <size>\r\n": the same for every receiver of this message.
+            rest = b"%s %d\r\n" % (reply, size) if reply else b"%d\r\n" % size
+        for sub, start in result.psubs:
+            client = sub.client
+            if client is None:
+                self.internal_out_msgs += 1
+                sub.callback(subject, reply, hdr, payload)  # type: ignore[misc]
+                delivered += 1
+                continue
+            if client is origin and not client.echo:
+                continue
+            out = client.out
+            if not out:
+                self.mark_dirty(client)
+            if hdr < 0:
+                out += (start, rest, payload, b"\r\n")
+                client.out_bytes += size
+            else:
+                out.append(_header_frame(client, start, reply, hdr, payload))
+                client.out_bytes += len(payload)
+            client.out_msgs += 1
+            delivered += 1
+            sub.delivered += 1
+            if sub.max and sub.delivered >= sub.max:
+                client.remove_subscription(sub)
+            if reply and client.tracks_responses:
+                client.perms.expect_response(reply)
+        if result.qsubs:
+            delivered += self._route_queues(result.qsubs, subject, reply, hdr, payload, origin)
+        return delivered
+
+    def _route_queues(self, groups: list[list[Subscription]], subject: bytes, reply: bytes,
+                      hdr: int, payload: bytes, origin: ClientConnection | None) -> int:
+        delivered = 0
+        for group in groups:
+            n = len(group)
+            first = random.randrange(n) if n > 1 else 0
+            for i in range(n):
+                sub = group[(first + i) % n]
+                client = sub.client
+                if client is origin and client is not None and not client.echo:
+                    continue
+                if client is None:
+                    self.internal_out_msgs += 1
+                    sub.callback(subject, reply, hdr, payload)  # type: ignore[misc]
+                else:
+                    start = msg_start(subject, sub.sid)
+                    client.send(_header_frame(client, start, reply, hdr, payload))
+                    client.out_msgs += 1
+                    client.out_bytes += len(payload)
+                    sub.delivered += 1
+                    if sub.max and sub.delivered >= sub.max:
+                        client.remove_subscription(sub)
+                    if reply and client.tracks_responses:
+                        client.perms.expect_response(reply)
+                delivered += 1
+                break
+        return delivered
+
+    def no_responders(self, client: ClientConnection, subject: bytes, reply: bytes) -> None:
+        """Tell a requester nobody listens: a 503 status to its own subscription on `reply`."""
+        for sub, _ in self.sublist.match(reply).psubs:
+            if sub.client is client:
+                # The 2.10 form; servers from 2.11 on add a Nats-Subject header.
+                client.send(b"HMSG %s %s 16 16\r\nNATS/1.0 503\r\n\r\n\r\n" % (reply, sub.sid))
+                return
+
+    def mark_dirty(self, client: ClientConnection) -> None:
+        self._dirty.append(client)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write out everything queued this loop turn, one write per connection."""
+        self._flush_scheduled = False
+        dirty = self._dirty
+        if not dirty:
+            return
+        self._dirty = []
+        for client in dirty:
+            client.flush()
+
+    # Internal (server-side) subscribers and publishers, for JetStream and system services.
+
+    def subscribe_internal(self, subject: str, handler: InternalHandler,
+                           queue: str | None = None) -> Subscription:
+        self._cid += 1
+        sub = Subscription(subject.encode(), b"i%d" % self._cid, None,
+                           queue.encode() if queue else None, handler)
+        self.sublist.insert(sub)
+        return sub
+
+    def unsubscribe_internal(self, sub: Subscription) -> None:
+        self.sublist.remove(sub)
+
+    def publish_internal(self, subject: bytes, reply: bytes = b"", payload: bytes = b"",
+                         hdr: int = -1) -> int:
+        self.internal_publishes += 1
+        return self.route(subject, reply, hdr, payload, None)
+
+
+def _header_frame(client: ClientConnection, start: bytes, reply: bytes, hdr: int,
+                  payload: bytes) -> bytes:
+    """One MSG or HMSG frame; a receiver without header support gets the body in a MSG."""
+    if hdr >= 0 and not client.headers:
+        payload = payload[hdr:]
+        hdr = -1
+    if hdr < 0:
+        if reply:
+            return b"%s%s %d\r\n%s\r\n" % (start, reply, len(payload), payload)
+        return b"%s%d\r\n%s\r\n" % (start, len(payload), payload)
+    if reply:
+        return b"H%s%s %d %d\r\n%s\r\n" % (start, reply, hdr, len(payload), payload)
+    return b"H%s%d %d\r\n%s\r\n" % (start, hdr, len(payload), payload)
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _write_atomically(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
+def _changed_fields(old: Options, new: Options) -> list[str]:
+    return [name for name in vars(old) if getattr(old, name) != getattr(new, name)]
+

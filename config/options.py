@@ -1,0 +1,141 @@
+"""The one validated options object the broker runs from.
+
+Field names follow nats-server's configuration keys (see `KEYS` in `config.loader` for the file
+spelling and aliases). Sizes are bytes, durations are seconds as floats. Defaults are nats-server's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_PORT = 4222
+DEFAULT_HTTP_PORT = 8222
+DEFAULT_CLUSTER_PORT = 6222
+RANDOM_PORT = -1
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class Permissions:
+    """Subject permissions of one user (`permissions { publish, subscribe, allow_responses }`)."""
+
+    publish_allow: list[str] = field(default_factory=list)
+    publish_deny: list[str] = field(default_factory=list)
+    subscribe_allow: list[str] = field(default_factory=list)
+    subscribe_deny: list[str] = field(default_factory=list)
+    allow_responses: bool = False
+    # The map form `allow_responses { max, expires }`: how many replies, for how long (seconds).
+    allow_responses_max_msgs: int = 1  # negative: unlimited
+    allow_responses_expires: float = 120.0
+
+
+@dataclass
+class User:
+    """One entry of `authorization { users: [...] }`."""
+
+    user: str
+    password: str = ""
+    permissions: Permissions | None = None
+
+
+@dataclass
+class ClusterOptions:
+    """The `cluster { }` block: the route listener and the peers to solicit."""
+
+    name: str = ""
+    host: str = "0.0.0.0"
+    port: int = 0  # 0: no cluster listener
+    routes: list[str] = field(default_factory=list)
+    advertise: str = ""
+    no_advertise: bool = False
+    connect_retries: int = 0
+    user: str = ""
+    password: str = ""
+    token: str = ""
+    auth_timeout: float = 2.0
+    pool_size: int = 0
+    compression: str = ""
+
+
+@dataclass
+class JetStreamOptions:
+    """The `jetstream { }` block (or `jetstream: enabled`)."""
+
+    enabled: bool = False
+    store_dir: str = ""  # JetStream keeps its data under <store_dir>/jetstream
+    max_memory_store: int = -1  # -1: derived at start (75% of RAM)
+    max_file_store: int = -1  # -1: derived at start (free disk)
+    domain: str = ""
+    # None means "always": fsync before every PubAck (group commit). A number of seconds is the
+    # explicit opt-in to lazy syncing, which can lose acknowledged messages on power loss.
+    sync_interval: float | None = None
+    strict: bool = False
+    unique_tag: str = ""
+    max_ack_pending: int = -1
+    max_ha_assets: int = -1
+    max_request_batch: int = -1
+    duplicate_window: float = 0.0
+
+
+@dataclass
+class Options:
+    """Everything a server needs to start. Built by `config.load()` and the command line."""
+
+    config_file: str = ""
+
+    # Client listener.
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    server_name: str = ""
+    client_advertise: str = ""
+
+    # Monitoring (HTTP). 0 disables it; -1 picks a random port.
+    http_host: str = ""  # empty: same as `host`
+    http_port: int = 0
+    http_base_path: str = ""
+
+    # Limits.
+    max_payload: int = MIB
+    max_control_line: int = 4096
+    max_pending: int = 64 * MIB
+    max_connections: int = 64 * 1024
+    max_subscriptions: int = 0  # 0: unlimited
+    max_sub_tokens: int = 0
+
+    # Timing (seconds).
+    ping_interval: float = 120.0
+    ping_max: int = 2
+    write_deadline: float = 10.0
+    lame_duck_duration: float = 120.0
+    lame_duck_grace_period: float = 10.0
+
+    # Authentication (top-level `authorization { }` plus `no_auth_user`).
+    username: str = ""
+    password: str = ""
+    authorization: str = ""  # token
+    auth_timeout: float = 2.0
+    users: list[User] = field(default_factory=list)
+    no_auth_user: str = ""
+
+    # Logging and process files.
+    debug: bool = False
+    trace: bool = False
+    trace_verbose: bool = False
+    logtime: bool = True
+    logtime_utc: bool = False
+    log_file: str = ""
+    log_size_limit: int = 0
+    pid_file: str = ""
+    ports_file_dir: str = ""
+    syslog: bool = False
+    remote_syslog: str = ""  # e.g. "udp://localhost:514"
+
+    # Misc.
+    server_tags: list[str] = field(default_factory=list)
+    server_metadata: dict[str, str] = field(default_factory=dict)
+    no_header_support: bool = False
+    disable_sublist_cache: bool = False
+
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
+    jetstream: JetStreamOptions = field(default_factory=JetStreamOptions)
