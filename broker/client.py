@@ -343,6 +343,7 @@ class ClientConnection(asyncio.Protocol):
         sub = Subscription(subject, sid, self, queue)
         self.subs[sid] = sub
         self.server.sublist.insert(sub)
+        self.server.interest_changed(subject)
         self._ok()
 
     def _sub_violation(self, subject: bytes, queue: bytes | None, sid: bytes) -> None:
@@ -367,6 +368,7 @@ class ClientConnection(asyncio.Protocol):
     def remove_subscription(self, sub: Subscription) -> None:
         if self.subs.pop(sub.sid, None) is not None:
             self.server.sublist.remove(sub)
+            self.server.interest_changed(sub.subject)
 
     def _may_publish(self, subject: bytes, reply: bytes) -> bool:
         perms = self.perms
@@ -476,9 +478,11 @@ class ClientConnection(asyncio.Protocol):
                 timer.cancel()
         self._ping_timer = self._auth_timer = self._write_timer = None
         sublist = self.server.sublist
-        for sub in self.subs.values():
-            sublist.remove(sub)
+        subs = list(self.subs.values())
         self.subs.clear()
+        for sub in subs:
+            sublist.remove(sub)
+            self.server.interest_changed(sub.subject)
         self.server.forget(self)
         logger.debug("%s - cid:%d - Client connection closed: %s", self._addr(), self.cid, reason)
 

@@ -11,10 +11,11 @@ import asyncio
 import json
 import os
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from broker.gotime import ZERO_TIME, format_ns
+from broker.gotime import format_duration as go_duration
 from broker.log import logger
 from broker.metrics import render_metrics
 from broker.version import PROTO, RUNTIME, SERVER_VERSION
@@ -28,26 +29,8 @@ DEFAULT_CONNZ_LIMIT = 1024
 
 
 def rfc3339(ts: float) -> str:
-    """Go's time.Time JSON form in UTC: `2006-01-02T15:04:05.999999Z`."""
-    if not ts:
-        return "0001-01-01T00:00:00Z"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def go_duration(seconds: float) -> str:
-    """nats-server's uptime/idle format: `1d2h3m4s`, `0s`."""
-    secs = int(seconds)
-    days, secs = divmod(secs, 86400)
-    hours, secs = divmod(secs, 3600)
-    minutes, secs = divmod(secs, 60)
-    out = ""
-    if days:
-        out += f"{days}d"
-    if days or hours:
-        out += f"{hours}h"
-    if days or hours or minutes:
-        out += f"{minutes}m"
-    return out + f"{secs}s"
+    """A Unix time in seconds as Go's time.Time JSON (UTC)."""
+    return format_ns(int(ts * 1e9)) if ts else ZERO_TIME
 
 
 class MonitorServer:

@@ -15,15 +15,19 @@ import random
 import secrets
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broker import protocol
 from broker.auth import Authenticator
 from broker.client import ClientConnection, ClosedReason
 from broker.log import logger, set_levels
+from broker.subject import subject_matches
 from broker.sublist import InternalHandler, Sublist, Subscription, msg_start
 from broker.version import PROTO, RUNTIME, SERVER_VERSION
 from config.options import RANDOM_PORT, Options
+
+if TYPE_CHECKING:
+    from broker.jetstream.engine import JetStream
 
 MAX_CLOSED_CLIENTS = 10_000
 RELOADABLE = frozenset({
@@ -56,6 +60,7 @@ class Server:
         self.config_load_time = self.start_time
         self.lame_duck_mode = False
         self.ready = False
+        self.jetstream: JetStream | None = None
 
         # Counters reported by /varz and /metrics; message totals live on the connections and
         # are added up on demand (see `totals`), these keep what closed connections counted.
@@ -79,6 +84,8 @@ class Server:
         self._stopped = asyncio.Event()
         self._shutting_down = False
         self._info_base = self._build_info_base()
+        # Literal subjects whose interest someone watches (push consumers): subject -> callbacks.
+        self._interest_watchers: dict[bytes, list[Any]] = {}
 
     # Lifecycle
 
@@ -93,6 +100,8 @@ class Server:
         logger.info("  Version:  %s", SERVER_VERSION)
         logger.info("  Name:     %s", self.name)
         logger.info("  ID:       %s", self.server_id)
+        if opts.jetstream.enabled:
+            self._start_jetstream()
         if opts.http_port:
             await self._start_monitor()
         logger.info("Listening for client connections on %s",
@@ -100,6 +109,15 @@ class Server:
         self._write_process_files()
         self.ready = True
         logger.info("Server is ready")
+
+    def _start_jetstream(self) -> None:
+        from broker.jetstream.api import JetStreamApi
+        from broker.jetstream.engine import JetStream
+
+        self.jetstream = JetStream(self)
+        JetStreamApi(self.jetstream).subscribe()
+        self.jetstream.start()
+        self._info_base = self._build_info_base()
 
     async def _start_monitor(self) -> None:
         from broker.monitor import MonitorServer
@@ -127,12 +145,15 @@ class Server:
         return f"nats://{_hostport(host, self.client_port)}"
 
     def jetstream_ready(self) -> bool:
-        """Whether JetStream is enabled and serving (it is not part of this build yet)."""
-        return False
+        """Whether JetStream is enabled and serving."""
+        return self.jetstream is not None and self.jetstream.ready
 
     def jetstream_health(self) -> tuple[int, dict[str, Any]]:
-        """/healthz's deep check: every stream and consumer recovered (none exist yet)."""
-        return 200, {"status": "ok"}
+        """/healthz's deep check: every stream recovered."""
+        if self.jetstream is None:
+            return 503, {"status": "unavailable", "status_code": 503,
+                         "error": "JetStream not enabled"}
+        return self.jetstream.health()
 
     def ports(self) -> dict[str, list[str]]:
         ports = {"nats": [self.client_url]}
@@ -158,6 +179,8 @@ class Server:
             self._listener.close()
         for client in list(self.clients.values()):
             client.close(ClosedReason.SERVER_SHUTDOWN)
+        if self.jetstream is not None:
+            await self.jetstream.stop()
         if self._monitor is not None:
             await self._monitor.stop()
         if self._listener is not None:
@@ -294,8 +317,7 @@ class Server:
         for sub, start in result.psubs:
             client = sub.client
             if client is None:
-                self.internal_out_msgs += 1
-                sub.callback(subject, reply, hdr, payload)  # type: ignore[misc]
+                self._deliver_internal(sub, subject, reply, hdr, payload)
                 delivered += 1
                 continue
             if client is origin and not client.echo:
@@ -332,8 +354,7 @@ class Server:
                 if client is origin and client is not None and not client.echo:
                     continue
                 if client is None:
-                    self.internal_out_msgs += 1
-                    sub.callback(subject, reply, hdr, payload)  # type: ignore[misc]
+                    self._deliver_internal(sub, subject, reply, hdr, payload)
                 else:
                     start = msg_start(subject, sub.sid)
                     client.send(_header_frame(client, start, reply, hdr, payload))
@@ -347,6 +368,15 @@ class Server:
                 delivered += 1
                 break
         return delivered
+
+    def _deliver_internal(self, sub: Subscription, subject: bytes, reply: bytes, hdr: int,
+                          payload: bytes) -> None:
+        """A server-side subscriber; its failure is logged, never the publisher's problem."""
+        self.internal_out_msgs += 1
+        try:
+            sub.callback(subject, reply, hdr, payload)  # type: ignore[misc]
+        except Exception:
+            logger.exception("internal subscriber on %r failed", sub.subject)
 
     def no_responders(self, client: ClientConnection, subject: bytes, reply: bytes) -> None:
         """Tell a requester nobody listens: a 503 status to its own subscription on `reply`."""
@@ -384,6 +414,57 @@ class Server:
 
     def unsubscribe_internal(self, sub: Subscription) -> None:
         self.sublist.remove(sub)
+
+    def deliver_as(self, target: bytes, subject: bytes, reply: bytes, hdr: int,
+                   payload: bytes) -> int:
+        """Deliver to the subscribers of `target`, showing `subject` on the MSG line (JetStream
+        delivers a stored message to a deliver subject or inbox under its own subject)."""
+        result = self.sublist.match(target)
+        delivered = 0
+        for sub, _ in result.psubs:
+            delivered += self._deliver_one(sub, subject, reply, hdr, payload)
+        for group in result.qsubs:
+            sub = group[random.randrange(len(group))] if len(group) > 1 else group[0]
+            delivered += self._deliver_one(sub, subject, reply, hdr, payload)
+        return delivered
+
+    def _deliver_one(self, sub: Subscription, subject: bytes, reply: bytes, hdr: int,
+                     payload: bytes) -> int:
+        client = sub.client
+        if client is None:
+            self._deliver_internal(sub, subject, reply, hdr, payload)
+            return 1
+        client.send(_header_frame(client, msg_start(subject, sub.sid), reply, hdr, payload))
+        client.out_msgs += 1
+        client.out_bytes += len(payload)
+        sub.delivered += 1
+        if sub.max and sub.delivered >= sub.max:
+            client.remove_subscription(sub)
+        return 1
+
+    def has_interest(self, subject: bytes) -> bool:
+        result = self.sublist.match(subject)
+        return bool(result.psubs or result.qsubs)
+
+    def watch_interest(self, subject: bytes, callback: Any) -> None:
+        """Call `callback()` whenever a subscription that matches `subject` comes or goes."""
+        self._interest_watchers.setdefault(subject, []).append(callback)
+
+    def unwatch_interest(self, subject: bytes, callback: Any) -> None:
+        callbacks = self._interest_watchers.get(subject, [])
+        if callback in callbacks:
+            callbacks.remove(callback)
+        if not callbacks:
+            self._interest_watchers.pop(subject, None)
+
+    def interest_changed(self, pattern: bytes) -> None:
+        """A subscription on `pattern` was added or removed."""
+        if not self._interest_watchers:
+            return
+        for subject, callbacks in list(self._interest_watchers.items()):
+            if subject_matches(pattern, subject):
+                for callback in list(callbacks):
+                    callback()
 
     def publish_internal(self, subject: bytes, reply: bytes = b"", payload: bytes = b"",
                          hdr: int = -1) -> int:

@@ -56,6 +56,23 @@ def subject_matches(pattern: bytes, subject: bytes) -> bool:
     return len(ptoks) == len(stoks)
 
 
+def is_subset(subject: bytes, pattern: bytes) -> bool:
+    """Whether every subject `subject` can match is also matched by `pattern`."""
+    stoks = subject.split(b".")
+    ptoks = pattern.split(b".")
+    for i, ptok in enumerate(ptoks):
+        if ptok == FWC:
+            return len(stoks) > i
+        if i >= len(stoks):
+            return False
+        if ptok == PWC:
+            if stoks[i] == FWC:
+                return False
+        elif ptok != stoks[i]:
+            return False
+    return len(stoks) == len(ptoks)
+
+
 def subjects_collide(a: bytes, b: bytes) -> bool:
     """Whether some literal subject could be matched by both patterns."""
     atoks = a.split(b".")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -24,8 +25,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def command(impl: str) -> list[str]:
+    """How to start an implementation; BROKER_TEST_CMD overrides the broker's command line."""
     if impl == "nats-server":
         return ["nats-server"]
+    override = os.environ.get("BROKER_TEST_CMD")
+    if override:
+        return shlex.split(override)
     return [sys.executable, "-m", "broker"]
 
 

@@ -1,6 +1,6 @@
 """`make bench`: run the benchmarks against our broker (and nats-server, when installed).
 
-    python -m tests.bench [--impl broker|nats-server|both] [--count N] [--only NAME]
+    python -m tests.bench [--impl broker|nats-server|both] [--only NAME] [--count N]
 """
 
 from __future__ import annotations
@@ -8,20 +8,28 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import tempfile
 
-from tests.bench import core
+from tests.bench import core, jetstream
 from tests.procs import cleanup, start_server
 
+# name -> (needs JetStream, run(server, args, store_dir))
 BENCHES = {
-    "pub_sub_128": lambda server, count: core.pub_sub_throughput(server, count=count),
-    "request_reply": lambda server, count: core.request_reply_latency(server),
+    "pub_sub_128": (False, lambda s, a, d: core.pub_sub_throughput(s, count=a.count)),
+    "request_reply": (False, lambda s, a, d: core.request_reply_latency(s)),
+    "js_async_publish": (True, lambda s, a, d: jetstream.async_publish(s, count=a.js_count)),
+    "js_sync_publish": (True, lambda s, a, d: jetstream.sync_publish(s)),
+    "js_restart": (True, lambda s, a, d: jetstream.restart_with_messages(
+        s, d, count=a.restart_count)),
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench")
     parser.add_argument("--impl", default="both", choices=["broker", "nats-server", "both"])
-    parser.add_argument("--count", type=int, default=2_000_000)
+    parser.add_argument("--count", type=int, default=2_000_000, help="core messages")
+    parser.add_argument("--js-count", type=int, default=300_000, help="JetStream publishes")
+    parser.add_argument("--restart-count", type=int, default=1_000_000)
     parser.add_argument("--only", choices=sorted(BENCHES), action="append")
     args = parser.parse_args()
     impls = ["broker", "nats-server"] if args.impl == "both" else [args.impl]
@@ -29,17 +37,24 @@ def main() -> None:
         print("nats-server not installed; benchmarking the broker only")
         impls.remove("nats-server")
     results: dict[str, dict[str, dict]] = {}
+    scratch = tempfile.mkdtemp(prefix="bench-")
+    print("fdatasync on this disk:", jetstream.fdatasync_cost(scratch), flush=True)
     for impl in impls:
-        for name in args.only or sorted(BENCHES):
+        for name in args.only or list(BENCHES):
+            needs_js, run = BENCHES[name]
             print(f"{impl}: {name}", flush=True)
-            server = start_server(impl, monitor=False)
+            store = tempfile.mkdtemp(prefix="bench-store-")
+            extra = ["-js", "-sd", store] if needs_js else []
+            server = start_server(impl, extra, monitor=needs_js)
             try:
-                result = BENCHES[name](server, args.count)
+                result = run(server, args, store)
             finally:
                 server.stop()
                 cleanup(server)
+                shutil.rmtree(store, ignore_errors=True)
             print(f"{impl}: {name}: {json.dumps(result)}", flush=True)
             results.setdefault(name, {})[impl] = result
+    shutil.rmtree(scratch, ignore_errors=True)
     print("\nsummary")
     print(json.dumps(results, indent=2))
 

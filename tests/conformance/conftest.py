@@ -64,11 +64,7 @@ DEFAULT_IMPLS = "nats-server,broker"
 #: {implementation: {nodeid glob: reason}} -- tests that cannot apply to an implementation.
 #: The oracle (nats-server) must never be listed.
 NOT_APPLICABLE: dict[str, dict[str, str]] = {
-    "broker": {
-        "test_info.py::test_info_advertises_jetstream_when_enabled":
-            "JetStream is not served yet (issue 3)",
-        "test_monitoring.py::test_healthz_with_jetstream": "JetStream is not served yet (issue 3)",
-    },
+    "broker": {},
 }
 
 STARTUP_DEADLINE = 15.0

@@ -1,0 +1,478 @@
+"""The JetStream API: request/reply handlers on `$JS.API.*`, one internal subscription per API
+subject (so an unknown API gets "no responders", as from nats-server).
+
+Every response is JSON with `type` = `io.nats.jetstream.api.v1.<name>`, plus `error` =
+`{code, err_code, description}` on failure. A handler never lets an exception reach the client: a
+bug becomes a logged 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from broker import headers as h
+from broker.gotime import format_ns, now_ns
+from broker.jetstream import errors
+from broker.jetstream.consumerconfig import ConsumerConfig
+from broker.jetstream.errors import ApiError
+from broker.jetstream.jsondecode import decode, parse_json, unknown_fields_error
+from broker.jetstream.streamconfig import StreamConfig, is_valid_name
+from broker.log import logger
+from broker.subject import subjects_collide
+from storage import CorruptRecord, StoredMessage
+
+if TYPE_CHECKING:
+    from broker.jetstream.consumer import Consumer
+    from broker.jetstream.engine import JetStream
+    from broker.jetstream.stream import Stream
+
+TYPE_PREFIX = "io.nats.jetstream.api.v1."
+NAMES_LIMIT = 1024
+LIST_LIMIT = 256
+MAX_SUBJECT_DETAILS = 100_000
+
+Handler = Callable[[list[str], dict[str, Any], bytes], "dict[str, Any] | Awaitable[dict[str, Any]]"]
+
+
+class JetStreamApi:
+    def __init__(self, js: JetStream) -> None:
+        self.js = js
+        self.server = js.server
+        self._tasks: set[asyncio.Task] = set()
+        js.direct_get = self.direct_get_handler
+        # API subject (after the prefix) -> (response type, handler, number of name tokens)
+        self.routes: dict[str, tuple[str, Handler]] = {
+            "INFO": ("account_info_response", self.account_info),
+            "STREAM.CREATE.*": ("stream_create_response", self.stream_create),
+            "STREAM.UPDATE.*": ("stream_update_response", self.stream_update),
+            "STREAM.NAMES": ("stream_names_response", self.stream_names),
+            "STREAM.LIST": ("stream_list_response", self.stream_list),
+            "STREAM.INFO.*": ("stream_info_response", self.stream_info),
+            "STREAM.DELETE.*": ("stream_delete_response", self.stream_delete),
+            "STREAM.PURGE.*": ("stream_purge_response", self.stream_purge),
+            "STREAM.MSG.GET.*": ("stream_msg_get_response", self.msg_get),
+            "STREAM.MSG.DELETE.*": ("stream_msg_delete_response", self.msg_delete),
+            "STREAM.LEADER.STEPDOWN.*": ("stream_leader_stepdown_response", self.stepdown),
+            "CONSUMER.CREATE.*": ("consumer_create_response", self.consumer_create),
+            "CONSUMER.CREATE.*.*": ("consumer_create_response", self.consumer_create),
+            "CONSUMER.CREATE.*.*.>": ("consumer_create_response", self.consumer_create),
+            "CONSUMER.DURABLE.CREATE.*.*": ("consumer_create_response", self.consumer_create),
+            "CONSUMER.INFO.*.*": ("consumer_info_response", self.consumer_info),
+            "CONSUMER.DELETE.*.*": ("consumer_delete_response", self.consumer_delete),
+            "CONSUMER.NAMES.*": ("consumer_names_response", self.consumer_names),
+            "CONSUMER.LIST.*": ("consumer_list_response", self.consumer_list),
+            "CONSUMER.LEADER.STEPDOWN.*.*": ("consumer_leader_stepdown_response",
+                                             self.consumer_stepdown),
+        }
+
+    def prefixes(self) -> list[str]:
+        prefixes = ["$JS.API"]
+        if self.js.domain:
+            prefixes.append(f"$JS.{self.js.domain}.API")
+        return prefixes
+
+    def subscribe(self) -> None:
+        for prefix in self.prefixes():
+            skip = prefix.count(".") + 1
+            for pattern, (kind, handler) in self.routes.items():
+                self.server.subscribe_internal(f"{prefix}.{pattern}",
+                                               self._endpoint(kind, handler, skip))
+
+    def _endpoint(self, kind: str, handler: Handler, skip: int
+                  ) -> Callable[[bytes, bytes, int, bytes], None]:
+        def on_request(subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
+            if not reply:
+                return  # nats-server ignores API requests nobody waits for
+            tokens = subject.decode().split(".")[skip:]
+            body = payload[hdr:] if hdr > 0 else payload
+            self._dispatch(kind, handler, tokens, reply, body)
+        return on_request
+
+    def _dispatch(self, kind: str, handler: Handler, tokens: list[str], reply: bytes,
+                  body: bytes) -> None:
+        self.js.api_total += 1
+        try:
+            request = parse_json(body)
+            result = handler(tokens, request, body)
+        except ApiError as exc:
+            self._respond(kind, reply, {"error": exc.to_json()})
+            return
+        except Exception:
+            logger.exception("JetStream API %s failed", kind)
+            self._respond(kind, reply, {"error": ApiError(500, 10003, "internal error").to_json()})
+            return
+        if isinstance(result, dict):
+            self._respond(kind, reply, result)
+            return
+        task = asyncio.get_running_loop().create_task(self._finish(kind, reply, result))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _finish(self, kind: str, reply: bytes, pending: Awaitable[dict[str, Any]]) -> None:
+        try:
+            result = await pending
+        except ApiError as exc:
+            result = {"error": exc.to_json()}
+        except Exception:
+            logger.exception("JetStream API %s failed", kind)
+            result = {"error": ApiError(500, 10003, "internal error").to_json()}
+        self._respond(kind, reply, result)
+
+    def _respond(self, kind: str, reply: bytes, body: dict[str, Any]) -> None:
+        if "error" in body:
+            self.js.api_errors += 1
+        payload = {"type": TYPE_PREFIX + kind, **body}
+        self.server.publish_internal(reply, payload=json.dumps(payload).encode())
+
+    def _decode_config(self, request: dict[str, Any]) -> StreamConfig:
+        unknown: list[str] = []
+        request = {k: v for k, v in request.items() if k != "pedantic"}
+        config = decode(StreamConfig, request, unknown)
+        if unknown:
+            if self.js.strict:
+                raise unknown_fields_error(unknown)
+            logger.warning("JetStream: ignoring unknown stream config fields %s", unknown)
+        return config
+
+    # Account
+
+    def account_info(self, tokens: list[str], request: dict[str, Any], body: bytes
+                     ) -> dict[str, Any]:
+        js = self.js
+        return {
+            "memory": js.usage("memory"),
+            "storage": js.usage("file"),
+            "reserved_memory": js.reserved("memory"),
+            "reserved_storage": js.reserved("file"),
+            "streams": len(js.streams),
+            "consumers": sum(s.consumer_count for s in js.streams.values()),
+            "limits": {"max_memory": js.max_memory, "max_storage": js.max_storage,
+                       "max_streams": -1, "max_consumers": -1, "max_ack_pending": -1,
+                       "memory_max_stream_bytes": -1, "storage_max_stream_bytes": -1,
+                       "max_bytes_required": False},
+            "api": {"total": js.api_total, "errors": js.api_errors},
+            **({"domain": js.domain} if js.domain else {}),
+        }
+
+    # Streams
+
+    def stream_create(self, tokens: list[str], request: dict[str, Any], body: bytes
+                      ) -> dict[str, Any]:
+        config = self._decode_config(request)
+        name = tokens[-1]
+        if config.name != name:
+            raise errors.stream_name_mismatch()
+        if "\\" in name or "/" in name:
+            raise ApiError(400, 10128, "Stream name can not contain path separators")
+        stream, created = self.js.add_stream(config)
+        info = stream.info(now=now_ns())
+        if created:
+            info["did_create"] = True
+        return info
+
+    def stream_update(self, tokens: list[str], request: dict[str, Any], body: bytes
+                      ) -> dict[str, Any]:
+        config = self._decode_config(request)
+        if config.name != tokens[-1]:
+            raise errors.stream_name_mismatch()
+        return self.js.update_stream(config).info(now=now_ns())
+
+    def stream_info(self, tokens: list[str], request: dict[str, Any], body: bytes
+                    ) -> dict[str, Any]:
+        stream = self.js.lookup(tokens[-1])
+        subjects_filter = request.get("subjects_filter") or ""
+        if not isinstance(subjects_filter, str):
+            raise errors.invalid_json("subjects_filter must be a string")
+        if subjects_filter and stream.store.state().num_subjects > MAX_SUBJECT_DETAILS and \
+                subjects_filter == ">":
+            raise errors.too_many_subjects()
+        info = stream.info(subjects_filter, bool(request.get("deleted_details")), now_ns())
+        subjects = info["state"].get("subjects")
+        if subjects_filter:
+            offset = _offset(request)
+            names = sorted(subjects or {})
+            page = names[offset:offset + MAX_SUBJECT_DETAILS]
+            if subjects:
+                info["state"]["subjects"] = {n: subjects[n] for n in page}
+            info.update({"total": len(names), "offset": offset, "limit": MAX_SUBJECT_DETAILS})
+        return info
+
+    def stream_names(self, tokens: list[str], request: dict[str, Any], body: bytes
+                     ) -> dict[str, Any]:
+        offset = _offset(request)
+        names = sorted(self._streams_matching(request.get("subject")))
+        return {"total": len(names), "offset": offset, "limit": NAMES_LIMIT,
+                "streams": names[offset:offset + NAMES_LIMIT]}
+
+    def stream_list(self, tokens: list[str], request: dict[str, Any], body: bytes
+                    ) -> dict[str, Any]:
+        offset = _offset(request)
+        names = sorted(self._streams_matching(request.get("subject")))
+        now = now_ns()
+        infos = [self.js.streams[n].info(now=now) for n in names[offset:offset + LIST_LIMIT]]
+        out: dict[str, Any] = {"total": len(names), "offset": offset, "limit": LIST_LIMIT,
+                               "streams": infos}
+        if self.js.offline:
+            out["offline"] = dict(self.js.offline)
+        return out
+
+    def _streams_matching(self, subject: Any) -> list[str]:
+        if not subject or not isinstance(subject, str):
+            return list(self.js.streams)
+        wanted = subject.encode()
+        return [name for name, s in self.js.streams.items()
+                if any(subjects_collide(wanted, x.encode()) for x in s.config.subjects)]
+
+    async def stream_delete(self, tokens: list[str], request: dict[str, Any], body: bytes
+                            ) -> dict[str, Any]:
+        await self.js.delete_stream(tokens[-1])
+        return {"success": True}
+
+    async def stream_purge(self, tokens: list[str], request: dict[str, Any], body: bytes
+                           ) -> dict[str, Any]:
+        stream = self.js.lookup(tokens[-1])
+        if stream.config.sealed:
+            raise errors.stream_sealed()
+        if stream.config.deny_purge:
+            raise errors.purge_failed("stream purge not permitted")
+        subject = request.get("filter") or None
+        seq = request.get("seq") or 0
+        keep = request.get("keep") or 0
+        if not all(isinstance(v, int) and v >= 0 for v in (seq, keep)) or \
+                (subject is not None and not isinstance(subject, str)):
+            raise errors.invalid_json("bad purge request")
+        if seq and keep:
+            raise errors.bad_request()
+        purged = stream.store.purge(subject=subject, seq=seq, keep=keep)
+        stream.on_removed()
+        await self._durable(stream)
+        return {"success": True, "purged": purged}
+
+    async def _durable(self, stream: Stream) -> None:
+        """Wait until the stream's changes so far are on disk (group commit)."""
+        done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        self.js.after_durable(stream, lambda err: done.done() or done.set_result(err))
+        error = await done
+        if error is not None:
+            raise errors.store_failed(f"store sync failed: {error}")
+
+    # Consumers
+
+    def consumer_create(self, tokens: list[str], request: dict[str, Any], body: bytes
+                        ) -> dict[str, Any]:
+        """All create forms, checked in nats-server's order (jsConsumerCreateRequest)."""
+        legacy_durable = tokens[1] == "DURABLE"
+        if legacy_durable:
+            stream_name, subject_name, filtered = tokens[3], tokens[4], ""
+        else:
+            stream_name = tokens[2]
+            subject_name = tokens[3] if len(tokens) > 3 else ""
+            filtered = ".".join(tokens[4:])
+        config_json = request.get("config")
+        if config_json is not None and not isinstance(config_json, dict):
+            raise errors.invalid_json("config must be an object")
+        if request.get("stream_name", "") != stream_name:
+            raise errors.stream_name_mismatch()
+        if any(c in subject_name for c in "\\/"):
+            raise ApiError(400, 10127, "Consumer name can not contain path separators")
+        if config_json is None:
+            raise ApiError(400, 10078, "consumer config required")
+        config = self._decode_consumer_config(config_json)
+        if legacy_durable:
+            if not config.durable_name:
+                raise ApiError(400, 10018, "consumer expected to be durable but a durable name "
+                                           "was not set")
+            if subject_name != config.durable_name:
+                raise ApiError(400, 10017, "consumer name in subject does not match durable "
+                                           "name in request")
+        elif subject_name:
+            if config.durable_name and subject_name != config.durable_name:
+                raise ApiError(400, 10017, "consumer name in subject does not match durable "
+                                           "name in request")
+            config.name = subject_name
+        elif config.durable_name:
+            raise ApiError(400, 10020, "consumer expected to be ephemeral but a durable name "
+                                       "was set in request")
+        if filtered and config.filter_subject != filtered:
+            raise ApiError(400, 10131, "Consumer create request did not match filtered subject "
+                                       "from create subject")
+        if config.num_replicas > 1:
+            raise errors.replicas_not_supported()
+        for name in (config.name, config.durable_name):
+            if name and not is_valid_name(name):
+                raise ApiError(400, 10103, "durable name can not contain '.', '*', '>'")
+        action = request.get("action", "")
+        if action not in ("", "create", "update"):
+            raise errors.invalid_json(f"unknown consumer action {action!r}")
+        stream = self.js.lookup(stream_name)
+        consumer, _created = self.js.add_consumer(stream, config, action)
+        return consumer.info()
+
+    def _decode_consumer_config(self, data: dict[str, Any]) -> ConsumerConfig:
+        unknown: list[str] = []
+        config = decode(ConsumerConfig, data, unknown)
+        if unknown:
+            if self.js.strict:
+                raise unknown_fields_error(unknown)
+            logger.warning("JetStream: ignoring unknown consumer config fields %s", unknown)
+        return config
+
+    def _consumer(self, tokens: list[str]) -> Consumer:
+        stream = self.js.lookup(tokens[2])
+        consumer = stream.consumers.get(tokens[3])
+        if consumer is None:
+            raise ApiError(404, 10014, "consumer not found")
+        return consumer
+
+    def consumer_info(self, tokens: list[str], request: dict[str, Any], body: bytes
+                      ) -> dict[str, Any]:
+        return self._consumer(tokens).info()
+
+    def consumer_delete(self, tokens: list[str], request: dict[str, Any], body: bytes
+                        ) -> dict[str, Any]:
+        stream = self.js.lookup(tokens[2])
+        self.js.remove_consumer(stream, tokens[3])
+        return {"success": True}
+
+    def consumer_names(self, tokens: list[str], request: dict[str, Any], body: bytes
+                       ) -> dict[str, Any]:
+        stream = self.js.lookup(tokens[2])
+        offset = _offset(request)
+        names = sorted(stream.consumers)
+        return {"total": len(names), "offset": offset, "limit": NAMES_LIMIT,
+                "consumers": names[offset:offset + NAMES_LIMIT]}
+
+    def consumer_list(self, tokens: list[str], request: dict[str, Any], body: bytes
+                      ) -> dict[str, Any]:
+        stream = self.js.lookup(tokens[2])
+        offset = _offset(request)
+        names = sorted(stream.consumers)
+        now = now_ns()
+        return {"total": len(names), "offset": offset, "limit": LIST_LIMIT,
+                "consumers": [stream.consumers[n].info(now)
+                              for n in names[offset:offset + LIST_LIMIT]]}
+
+    def consumer_stepdown(self, tokens: list[str], request: dict[str, Any], body: bytes
+                          ) -> dict[str, Any]:
+        self._consumer(tokens)
+        raise errors.cluster_required()
+
+    # Messages
+
+    def msg_get(self, tokens: list[str], request: dict[str, Any], body: bytes
+                ) -> dict[str, Any]:
+        stream = self.js.lookup(tokens[-1])
+        seq, last_by, next_by = _msg_get_request(request)
+        msg = _load(stream, seq, last_by, next_by)
+        if msg is None:
+            raise errors.no_message_found()
+        out: dict[str, Any] = {"subject": msg.subject, "seq": msg.seq}
+        if msg.hdr:
+            out["hdrs"] = base64.b64encode(msg.hdr).decode()
+        if msg.data:
+            out["data"] = base64.b64encode(msg.data).decode()
+        out["time"] = format_ns(msg.ts)
+        return {"message": out}
+
+    async def msg_delete(self, tokens: list[str], request: dict[str, Any], body: bytes
+                         ) -> dict[str, Any]:
+        stream = self.js.lookup(tokens[-1])
+        if not body.strip():
+            raise errors.bad_request()
+        if stream.config.sealed:
+            raise errors.stream_sealed()
+        if stream.config.deny_delete:
+            raise errors.stream_msg_delete_failed("message delete not permitted")
+        seq = request.get("seq", 0)
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise errors.invalid_json("seq must be a number")
+        if not stream.store.remove(seq, erase=not request.get("no_erase", False)):
+            raise ApiError(400, 10043, f"sequence {seq} not found")
+        stream.on_removed()
+        await self._durable(stream)
+        return {"success": True}
+
+    def stepdown(self, tokens: list[str], request: dict[str, Any], body: bytes
+                 ) -> dict[str, Any]:
+        self.js.lookup(tokens[-1])
+        raise errors.cluster_required()
+
+    # Direct get (raw messages, no JSON envelope)
+
+    def direct_get_handler(self, stream: Stream) -> Callable[[bytes, bytes, int, bytes], None]:
+        prefix_tokens = 5  # $JS.API.DIRECT.GET.<stream>
+
+        def on_request(subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
+            if not reply:
+                return
+            tokens = subject.decode().split(".")
+            body = payload[hdr:] if hdr > 0 else payload
+            self._direct_get(stream, tokens[prefix_tokens:], reply, body)
+        return on_request
+
+    def _direct_get(self, stream: Stream, subject_tokens: list[str], reply: bytes,
+                    body: bytes) -> None:
+        if subject_tokens:
+            if body.strip():
+                return self._status(reply, "408", "Bad Request")
+            msg = self._direct_load(stream, reply, 0, ".".join(subject_tokens), "")
+        else:
+            if not body.strip():
+                return self._status(reply, "408", "Empty Request")
+            try:
+                seq, last_by, next_by = _msg_get_request(parse_json(body, allow_empty=False))
+            except ApiError:
+                return self._status(reply, "408", "Bad Request")
+            msg = self._direct_load(stream, reply, seq, last_by, next_by)
+        if msg is False:
+            return None
+        if msg is None:
+            return self._status(reply, "404", "Message Not Found")
+        extra = [(h.STREAM, stream.config.name), (h.SUBJECT, msg.subject),
+                 (h.SEQUENCE, str(msg.seq)), (h.TIME_STAMP, format_ns(msg.ts))]
+        block = h.merge(msg.hdr, extra)
+        self.server.publish_internal(reply, payload=block + msg.data, hdr=len(block))
+
+    def _direct_load(self, stream: Stream, reply: bytes, seq: int, last_by: str, next_by: str
+                     ) -> StoredMessage | bool | None:
+        """The message, None if there is none, False if it is damaged (a status was sent)."""
+        try:
+            return _load(stream, seq, last_by, next_by)
+        except ApiError:
+            self._status(reply, "503", "Message Damaged")  # never served, never "not found"
+            return False
+
+    def _status(self, reply: bytes, code: str, text: str) -> None:
+        block = h.build([], code, text)
+        self.server.publish_internal(reply, payload=block, hdr=len(block))
+
+
+def _offset(request: dict[str, Any]) -> int:
+    offset = request.get("offset", 0) or 0
+    if not isinstance(offset, int) or offset < 0:
+        raise errors.invalid_json("offset must be a positive number")
+    return offset
+
+
+def _msg_get_request(request: dict[str, Any]) -> tuple[int, str, str]:
+    seq = request.get("seq", 0) or 0
+    last_by = request.get("last_by_subj", "") or ""
+    next_by = request.get("next_by_subj", "") or ""
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or \
+            not isinstance(last_by, str) or not isinstance(next_by, str):
+        raise errors.invalid_json("bad message get request")
+    if (seq > 0 and last_by) or (seq == 0 and not last_by and not next_by):
+        raise errors.bad_request()
+    return seq, last_by, next_by
+
+
+def _load(stream: Stream, seq: int, last_by: str, next_by: str) -> StoredMessage | None:
+    try:
+        return stream.get_message(seq, last_by, next_by)
+    except CorruptRecord as exc:
+        logger.error("JetStream stream '%s': %s", stream.config.name, exc)
+        raise errors.store_failed(str(exc)) from None

@@ -1,0 +1,750 @@
+"""A consumer: its config, its state machine (`ConsumerState`) and the delivery engine around it.
+
+Delivery (pull requests answered from a FIFO of waiting requests, or push to the deliver subject
+while it has interest), acknowledgements on `$JS.ACK.<stream>.<consumer>.<dc>.<sseq>.<cseq>.<ts>
+.<pending>`, AckWait/backoff redelivery, max_deliver, max_ack_pending, idle heartbeats and flow
+control all live here. Every change of the durable state goes through `_record(op)`: applied to
+the state machine and appended to the consumer's state log, so a restart replays to the same state.
+
+New messages are delivered only once the stream reports them durable (`Stream.durable_seq`), so a
+consumer never sees a message that a crash could take back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from broker import headers as h
+from broker.gotime import format_ns, now_ns, parse_go_duration
+from broker.jetstream.consumerconfig import ConsumerConfig
+from broker.jetstream.consumerstate import (
+    ACK,
+    ACK_ALL,
+    DELIVER,
+    DROP,
+    NAK,
+    TERM,
+    ConsumerState,
+)
+from broker.log import logger
+from broker.subject import subject_matches
+from storage import CorruptRecord, StoredMessage, StoreError
+
+if TYPE_CHECKING:
+    from broker.jetstream.engine import JetStream
+    from broker.jetstream.stream import Stream
+    from broker.sublist import Subscription
+
+NANOS = 1_000_000_000
+FC_MAX_WINDOW = 32 * 1024 * 1024
+FC_START_WINDOW = FC_MAX_WINDOW // 16
+COMPACT_AFTER = 1 << 20  # state log bytes before a snapshot replaces it
+ADVISORY_PREFIX = "io.nats.jetstream.advisory.v1."
+
+
+@dataclass
+class PullRequest:
+    reply: bytes
+    batch: int
+    max_bytes: int
+    expires: float  # loop time; 0 = never
+    no_wait: bool
+    heartbeat: float  # seconds; 0 = none
+    received: float
+    sent: int = 0
+    bytes_sent: int = 0
+    timer: Any = None
+    hb_timer: Any = None
+
+
+class Consumer:
+    def __init__(self, js: JetStream, stream: Stream, name: str, config: ConsumerConfig,
+                 created: int, state: ConsumerState, log: Any, durable_dir: str = "") -> None:
+        self.js = js
+        self.stream = stream
+        self.name = name
+        self.config = config
+        self.created = created
+        self.state = state
+        self.log = log
+        self.durable_dir = durable_dir
+        self.server = js.server
+        self.loop = js.server.loop
+        self.closed = False
+        self.filters = config.filters
+        self._all = self.filters == (">",)
+        self._ack_prefix = b"$JS.ACK.%s.%s." % (stream.config.name.encode(), name.encode())
+        self._subs: list[Subscription] = []
+        self.waiting: deque[PullRequest] = deque()
+        self._redeliver: deque[int] = deque()
+        self._queued: set[int] = set()
+        self._lps: deque[int] = deque()  # last-per-subject sequences still to deliver first
+        self._num_pending: int | None = None
+        self._pump_scheduled = False
+        self._ack_timer: Any = None
+        self._hb_timer: Any = None
+        self._inactive_timer: Any = None
+        self.active = False  # push: the deliver subject has interest
+        self.last_active = 0  # ns of the last delivery or request
+        self._fc_bytes = 0
+        self._fc_window = FC_START_WINDOW
+        self._fc_reply = b""
+        self._last_delivery = 0.0
+        self._exceeded: set[int] = set()
+
+    # Lifecycle
+
+    @property
+    def is_push(self) -> bool:
+        return self.config.is_push
+
+    def start(self) -> None:
+        stream_name = self.stream.config.name
+        self._subscribe(f"$JS.ACK.{stream_name}.{self.name}.>", self._on_ack)
+        if self.is_push:
+            self._subscribe(f"$JS.FC.{stream_name}.{self.name}.*", self._on_flow_control)
+            self.server.watch_interest(self.config.deliver_subject.encode(), self._interest)
+            self.active = self.server.has_interest(self.config.deliver_subject.encode())
+            if self.config.idle_heartbeat:
+                self._hb_timer = self.loop.call_later(self.config.idle_heartbeat / NANOS,
+                                                      self._heartbeat)
+        else:
+            for prefix in self.js.api_prefixes:
+                self._subscribe(f"{prefix}.CONSUMER.MSG.NEXT.{stream_name}.{self.name}",
+                                self._on_next)
+        self._requeue_pending()
+        self._check_inactive()
+        self._schedule_ack_timer()
+        self.signal()
+
+    def _subscribe(self, subject: str, handler: Callable[[bytes, bytes, int, bytes], None]
+                   ) -> None:
+        self._subs.append(self.server.subscribe_internal(subject, handler))
+
+    def stop(self, reason: str = "") -> None:
+        """Stop delivering (deleted, or server shutdown). Waiting pull requests are told why."""
+        if self.closed:
+            return
+        self.closed = True
+        for sub in self._subs:
+            self.server.unsubscribe_internal(sub)
+        self._subs.clear()
+        if self.is_push:
+            self.server.unwatch_interest(self.config.deliver_subject.encode(), self._interest)
+        for timer in (self._ack_timer, self._hb_timer, self._inactive_timer):
+            if timer is not None:
+                timer.cancel()
+        while self.waiting:
+            request = self.waiting.popleft()
+            self._end_request(request)
+            if reason:
+                self._status(request.reply, "409", reason)
+
+    def _requeue_pending(self) -> None:
+        """After a restart everything pending is due again once its ack wait passes."""
+        self._num_pending = None
+
+    # Signals from the stream
+
+    def signal(self) -> None:
+        """Something changed (new durable messages, acks, requests): deliver what we can."""
+        if not self._pump_scheduled and not self.closed:
+            self._pump_scheduled = True
+            self.loop.call_soon(self._pump)
+
+    def on_stored(self, seq: int, subject: str) -> None:
+        if self._num_pending is not None and seq >= self.state.cursor and self.matches(subject):
+            self._num_pending += 1
+
+    def on_removed(self) -> None:
+        self._num_pending = None
+
+    def needs(self, seq: int, subject: str) -> bool:
+        """Whether this consumer has still to deliver or see acknowledged `seq` (retention)."""
+        if not self.matches(subject):
+            return False
+        if seq in self.state.pending:
+            return True
+        return seq >= self.state.cursor
+
+    def matches(self, subject: str) -> bool:
+        if self._all:
+            return True
+        encoded = subject.encode()
+        return any(subject_matches(f.encode(), encoded) for f in self.filters)
+
+    # Delivery
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        if self.closed:
+            return
+        try:
+            if self.is_push:
+                self._pump_push()
+            else:
+                self._pump_pull()
+        except (StoreError, OSError) as exc:
+            logger.error("JetStream consumer '%s > %s' delivery failed: %s",
+                         self.stream.config.name, self.name, exc)
+
+    def _pump_push(self) -> None:
+        target = self.config.deliver_subject.encode()
+        while self.active and not self._stalled():
+            item = self._next()
+            if item is None:
+                return
+            msg, dc = item
+            self._deliver(msg, dc, target)
+
+    def _pump_pull(self) -> None:
+        now = self.loop.time()
+        while self.waiting:
+            request = self.waiting[0]
+            if request.expires and now >= request.expires:
+                self.waiting.popleft()
+                self._expire_request(request)
+                continue
+            if not self.server.has_interest(request.reply):
+                self.waiting.popleft()
+                self._end_request(request)
+                continue
+            item = self._next(request.max_bytes - request.bytes_sent if request.max_bytes else 0)
+            if item is None:
+                # no_wait ends when nothing is left now; with `expires` it first waits for one.
+                if request.no_wait and (not request.expires or request.sent):
+                    self.waiting.popleft()
+                    self._end_request(request)
+                    self._status(request.reply, "404", "No Messages")
+                    continue
+                return
+            if item is False:  # the next message does not fit the request's max_bytes
+                self.waiting.popleft()
+                self._end_request(request)
+                self._status(request.reply, "409", "Message Size Exceeds MaxBytes",
+                             self._pending_headers(request))
+                continue
+            msg, dc = item
+            size = self._deliver(msg, dc, request.reply)
+            request.sent += 1
+            request.bytes_sent += size
+            if request.sent >= request.batch:
+                self.waiting.popleft()
+                self._end_request(request)
+                if request.max_bytes and request.bytes_sent < request.max_bytes:
+                    self._status(request.reply, "409", "Batch Completed",
+                                 self._pending_headers(request))
+
+    def _next(self, max_bytes: int = 0) -> tuple[StoredMessage, int] | bool | None:
+        """The next message to deliver and its delivery count: redeliveries first."""
+        state = self.state
+        while self._redeliver:
+            sseq = self._redeliver[0]
+            if sseq not in state.pending:
+                self._redeliver.popleft()
+                self._queued.discard(sseq)
+                continue
+            dc = state.deliveries(sseq) + 1
+            if 0 < self.config.max_deliver < dc:
+                self._redeliver.popleft()
+                self._queued.discard(sseq)
+                self._max_deliveries(sseq, dc - 1)
+                continue
+            msg = self._load(sseq)
+            if msg is None:
+                self._redeliver.popleft()
+                self._queued.discard(sseq)
+                self._record((DROP, sseq))
+                continue
+            if max_bytes and msg.size > max_bytes:
+                return False
+            self._redeliver.popleft()
+            self._queued.discard(sseq)
+            return msg, dc
+        cfg = self.config
+        if cfg.acks_required and 0 < cfg.max_ack_pending <= len(state.pending):
+            return None
+        msg = self._next_new()
+        if msg is None:
+            return None
+        if max_bytes and msg.size > max_bytes:
+            return False
+        return msg, 1
+
+    def _next_new(self) -> StoredMessage | None:
+        durable = self.stream.durable_seq
+        while self._lps:
+            sseq = self._lps[0]
+            if sseq > durable:
+                return None
+            self._lps.popleft()
+            msg = self._load(sseq)
+            if msg is not None:
+                return msg
+        if self.state.cursor > durable:
+            return None
+        msg = self.stream.store.load_next(self.state.cursor, self.filters)
+        if msg is None or msg.seq > durable:
+            return None
+        return msg
+
+    def _load(self, sseq: int) -> StoredMessage | None:
+        try:
+            return self.stream.store.load(sseq)
+        except CorruptRecord as exc:
+            logger.error("JetStream consumer '%s > %s': %s (not delivered)",
+                         self.stream.config.name, self.name, exc)
+            return None
+
+    def _deliver(self, msg: StoredMessage, dc: int, target: bytes) -> int:
+        first = dc == 1
+        ts = now_ns()
+        self._record((DELIVER, msg.seq, dc, ts))
+        if first and self._num_pending:
+            self._num_pending -= 1
+        pending = self.num_pending()
+        reply = self._ack_prefix + b"%d.%d.%d.%d.%d" % (dc, msg.seq, self.state.delivered_cseq,
+                                                        msg.ts, pending)
+        hdr, data = msg.hdr, msg.data
+        if self.config.headers_only:
+            hdr = h.merge(hdr, [("Nats-Msg-Size", str(len(data)))])
+            data = b""
+        payload = hdr + data if hdr else data
+        self.server.deliver_as(target, msg.subject.encode(), reply, len(hdr) if hdr else -1,
+                               payload)
+        self.last_active = ts
+        self._last_delivery = self.loop.time()
+        if self.is_push and self.config.flow_control:
+            self._fc_bytes += len(payload)
+            self._maybe_request_flow_control()
+        if self.config.acks_required and self._ack_timer is None:
+            self._schedule_ack_timer()
+        return msg.size
+
+    def num_pending(self) -> int:
+        if self._num_pending is None:
+            self._num_pending = len(self._lps) + self.stream.store.num_pending(
+                self.state.cursor, self.filters)
+        return self._num_pending
+
+    # State changes
+
+    def _record(self, op: tuple[int, ...]) -> None:
+        self.state.apply(op)
+        self.log.append(ConsumerState.encode_op(op))
+        if self.log.size() > COMPACT_AFTER:
+            self.log.compact(self.state.snapshot())
+
+    # Acks
+
+    def _on_ack(self, subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
+        tokens = subject.split(b".")
+        if len(tokens) < 9:
+            return
+        try:
+            dc, sseq = int(tokens[4]), int(tokens[5])
+        except ValueError:
+            return
+        body = payload[hdr:] if hdr > 0 else payload
+        kind, _, arg = body.strip().partition(b" ")
+        if kind in (b"", b"+ACK", b"+OK"):
+            self._ack(sseq)
+        elif kind == b"-NAK":
+            self._nak(sseq, dc, arg.strip())
+        elif kind == b"+WPI":
+            if sseq in self.state.pending:
+                self._record((NAK, sseq, now_ns()))
+        elif kind == b"+TERM":
+            self._term(sseq, dc, arg.strip().decode("utf-8", "replace"))
+        elif kind == b"+NXT":
+            self._ack(sseq)
+            if reply and not self.is_push:
+                self._on_next(b"", reply, -1, arg)
+            reply = b""
+        else:
+            return  # garbage is ignored, as nats-server does
+        self.last_active = now_ns()
+        if reply:
+            self.js.commit.after_sync(self.log, self._ack_reply(reply))
+        self.signal()
+
+    def _ack_reply(self, reply: bytes) -> Callable[[BaseException | None], None]:
+        def send(error: BaseException | None) -> None:
+            self.server.publish_internal(reply)
+        return send
+
+    def _ack(self, sseq: int) -> None:
+        state = self.state
+        if not self.config.acks_required:
+            return
+        if self.config.ack_policy == "all":
+            acked = [s for s in state.pending if s <= sseq]
+            if not acked:
+                return
+            self._record((ACK_ALL, sseq))
+            self.stream.on_acked(self, acked)
+            return
+        if sseq not in state.pending:
+            return
+        self._record((ACK, sseq))
+        self.stream.on_acked(self, [sseq])
+
+    def _nak(self, sseq: int, dc: int, arg: bytes) -> None:
+        if sseq not in self.state.pending:
+            return
+        delay = _nak_delay(arg)
+        if delay:
+            at = now_ns() - self._ack_wait(dc) + delay
+            self._record((NAK, sseq, at))
+            self._schedule_ack_timer(delay / NANOS)
+        else:
+            self._queue_redelivery(sseq)
+        self._advise("nak", "CONSUMER.MSG_NAKED", sseq, dc)
+
+    def _term(self, sseq: int, dc: int, reason: str) -> None:
+        if sseq not in self.state.pending:
+            return
+        self._record((TERM, sseq))
+        self.stream.on_acked(self, [sseq])
+        self._advise("terminated", "CONSUMER.MSG_TERMINATED", sseq, dc, reason)
+
+    def _max_deliveries(self, sseq: int, deliveries: int) -> None:
+        # The message stays in the stream (dead-letter it from the advisory); stop tracking it.
+        self._record((DROP, sseq))
+        if sseq in self._exceeded:
+            return
+        self._exceeded.add(sseq)
+        body = {"type": ADVISORY_PREFIX + "max_deliver", "id": _event_id(),
+                "timestamp": format_ns(now_ns()), "stream": self.stream.config.name,
+                "consumer": self.name, "stream_seq": sseq, "deliveries": deliveries}
+        if self.js.domain:
+            body["domain"] = self.js.domain
+        self._publish_event(
+            f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{self.stream.config.name}.{self.name}",
+            body)
+
+    def _advise(self, kind: str, event: str, sseq: int, dc: int, reason: str = "") -> None:
+        pending = self.state.pending.get(sseq)
+        body: dict[str, Any] = {
+            "type": ADVISORY_PREFIX + kind, "id": _event_id(), "timestamp": format_ns(now_ns()),
+            "stream": self.stream.config.name, "consumer": self.name,
+            "consumer_seq": pending.cseq if pending else 0, "stream_seq": sseq,
+            "deliveries": dc}
+        if reason:
+            body["reason"] = reason
+        if self.js.domain:
+            body["domain"] = self.js.domain
+        self._publish_event(f"$JS.EVENT.ADVISORY.{event}.{self.stream.config.name}.{self.name}",
+                            body)
+
+    def _publish_event(self, subject: str, body: dict[str, Any]) -> None:
+        encoded = subject.encode()
+        if self.server.has_interest(encoded):
+            self.server.publish_internal(encoded, payload=json.dumps(body).encode())
+
+    # Redelivery timing
+
+    def _ack_wait(self, dc: int) -> int:
+        backoff = self.config.backoff
+        if backoff:
+            return backoff[min(dc - 1, len(backoff) - 1)]
+        return self.config.ack_wait
+
+    def _schedule_ack_timer(self, delay: float | None = None) -> None:
+        if not self.config.acks_required or self.closed:
+            return
+        if delay is None:
+            delay = self._next_deadline()
+            if delay is None:
+                return
+        if self._ack_timer is not None:
+            if self._ack_timer.when() <= self.loop.time() + delay:
+                return
+            self._ack_timer.cancel()
+        self._ack_timer = self.loop.call_later(max(delay, 0.001), self._check_pending)
+
+    def _next_deadline(self) -> float | None:
+        state = self.state
+        if not state.pending:
+            return None
+        now = now_ns()
+        soonest = min(p.ts + self._ack_wait(state.deliveries(s)) for s, p in
+                      state.pending.items())
+        return max(soonest - now, 0) / NANOS
+
+    def _check_pending(self) -> None:
+        self._ack_timer = None
+        if self.closed:
+            return
+        now = now_ns()
+        state = self.state
+        for sseq, pending in state.pending.items():
+            if pending.ts + self._ack_wait(state.deliveries(sseq)) <= now:
+                self._queue_redelivery(sseq)
+        self._schedule_ack_timer()
+        self.signal()
+
+    def _queue_redelivery(self, sseq: int) -> None:
+        if sseq not in self._queued:
+            self._queued.add(sseq)
+            self._redeliver.append(sseq)
+            if len(self._redeliver) > 1 and sseq < self._redeliver[-2]:
+                self._redeliver = deque(sorted(self._redeliver))
+            self.signal()
+
+    # Pull requests
+
+    def _on_next(self, subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
+        if not reply or self.closed:
+            return
+        body = payload[hdr:] if hdr > 0 else payload
+        request = self._parse_request(reply, body)
+        if request is None:
+            return
+        self.last_active = now_ns()
+        cfg = self.config
+        if cfg.max_batch and request.batch > cfg.max_batch:
+            return self._status(reply, "409", f"Exceeded MaxRequestBatch of {cfg.max_batch}")
+        if cfg.max_expires and request.expires and \
+                (request.expires - request.received) * NANOS > cfg.max_expires:
+            return self._status(reply, "409", "Exceeded MaxRequestExpires of "
+                                f"{_go_duration(cfg.max_expires)}")
+        if cfg.max_bytes and request.max_bytes > cfg.max_bytes:
+            return self._status(reply, "409", f"Exceeded MaxRequestMaxBytes of {cfg.max_bytes}")
+        if request.no_wait and not request.expires and self.waiting and self._nothing_left():
+            return self._status(reply, "408", "Requests Pending")
+        self._prune_expired()
+        if len(self.waiting) >= cfg.max_waiting:
+            if not request.heartbeat:
+                self._status(reply, "409", "Exceeded MaxWaiting")
+            return None
+        self.waiting.append(request)
+        if request.expires:
+            request.timer = self.loop.call_at(request.expires, self._request_expired, request)
+        if request.heartbeat:
+            request.hb_timer = self.loop.call_later(request.heartbeat, self._request_heartbeat,
+                                                    request)
+        self._pump()
+        return None
+
+    def _parse_request(self, reply: bytes, body: bytes) -> PullRequest | None:
+        now = self.loop.time()
+        text = body.strip()
+        if not text:
+            return PullRequest(reply, 1, 0, 0.0, False, 0.0, now)
+        if text.isdigit():
+            return PullRequest(reply, max(int(text), 1), 0, 0.0, False, 0.0, now)
+        try:
+            req = json.loads(text)
+            if not isinstance(req, dict):
+                raise ValueError("not an object")
+            batch = int(req.get("batch") or 1)
+            expires = int(req.get("expires") or 0)
+            max_bytes = int(req.get("max_bytes") or 0)
+            heartbeat = int(req.get("idle_heartbeat") or 0)
+            no_wait = bool(req.get("no_wait", False))
+        except (ValueError, TypeError):
+            self._status(reply, "400", "Bad Request")
+            return None
+        if heartbeat and heartbeat * 2 > expires:
+            self._status(reply, "400", "Bad Request - heartbeat value too large")
+            return None
+        if batch <= 0 or expires < 0 or max_bytes < 0:
+            self._status(reply, "400", "Bad Request")
+            return None
+        deadline = now + expires / NANOS if expires else 0.0
+        return PullRequest(reply, batch, max_bytes, deadline, no_wait, heartbeat / NANOS, now)
+
+    def _nothing_left(self) -> bool:
+        return not self._redeliver and self.num_pending() <= sum(
+            r.batch - r.sent for r in self.waiting)
+
+    def _prune_expired(self) -> None:
+        now = self.loop.time()
+        alive = deque()
+        for request in self.waiting:
+            if request.expires and now >= request.expires:
+                self._expire_request(request)
+            else:
+                alive.append(request)
+        self.waiting = alive
+
+    def _request_expired(self, request: PullRequest) -> None:
+        request.timer = None
+        if request in self.waiting:
+            self.waiting.remove(request)
+            self._expire_request(request)
+
+    def _expire_request(self, request: PullRequest) -> None:
+        self._end_request(request)
+        self._status(request.reply, "408", "Request Timeout", self._pending_headers(request))
+
+    def _end_request(self, request: PullRequest) -> None:
+        for timer in (request.timer, request.hb_timer):
+            if timer is not None:
+                timer.cancel()
+        request.timer = request.hb_timer = None
+
+    def _request_heartbeat(self, request: PullRequest) -> None:
+        request.hb_timer = None
+        if request not in self.waiting:
+            return
+        self._status(request.reply, "100", "Idle Heartbeat")
+        request.hb_timer = self.loop.call_later(request.heartbeat, self._request_heartbeat,
+                                                request)
+
+    @staticmethod
+    def _pending_headers(request: PullRequest) -> list[tuple[str, str]]:
+        return [("Nats-Pending-Messages", str(request.batch - request.sent)),
+                ("Nats-Pending-Bytes", str(max(request.max_bytes - request.bytes_sent, 0)))]
+
+    def _status(self, reply: bytes, code: str, text: str,
+                extra: list[tuple[str, str]] | None = None) -> None:
+        block = h.build(extra or [], code, text)
+        self.server.publish_internal(reply, payload=block, hdr=len(block))
+
+    # Push: interest, heartbeats, flow control
+
+    def _interest(self) -> None:
+        was = self.active
+        self.active = self.server.has_interest(self.config.deliver_subject.encode())
+        if self.active and not was:
+            self.signal()
+        self._check_inactive()
+
+    def _heartbeat(self) -> None:
+        self._hb_timer = None
+        if self.closed:
+            return
+        interval = self.config.idle_heartbeat / NANOS
+        if self.loop.time() - self._last_delivery >= interval * 0.9:
+            extra = [("Nats-Last-Consumer", str(self.state.delivered_cseq)),
+                     ("Nats-Last-Stream", str(self.state.delivered_sseq))]
+            if self._fc_reply and self._stalled():
+                extra.append(("Nats-Consumer-Stalled", self._fc_reply.decode()))
+            block = h.build(extra, "100", "Idle Heartbeat")
+            self.server.publish_internal(self.config.deliver_subject.encode(), payload=block,
+                                         hdr=len(block))
+        self._hb_timer = self.loop.call_later(interval, self._heartbeat)
+
+    def _stalled(self) -> bool:
+        return self.config.flow_control and self._fc_bytes >= self._fc_window
+
+    def _maybe_request_flow_control(self) -> None:
+        if self._fc_reply or self._fc_bytes < self._fc_window // 2:
+            return
+        self._fc_reply = b"$JS.FC.%s.%s.%s" % (self.stream.config.name.encode(),
+                                                self.name.encode(), os.urandom(2).hex().encode())
+        block = h.build([], "100", "FlowControl Request")
+        self.server.publish_internal(self.config.deliver_subject.encode(), reply=self._fc_reply,
+                                     payload=block, hdr=len(block))
+
+    def _on_flow_control(self, subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
+        if subject != self._fc_reply:
+            return  # only the latest request counts
+        self._fc_reply = b""
+        self._fc_bytes = 0
+        self._fc_window = min(self._fc_window * 2, FC_MAX_WINDOW)
+        self.signal()
+
+    # Inactivity (ephemerals)
+
+    def _inactive_after(self) -> float:
+        threshold = self.config.inactive_threshold
+        if not threshold and not self.config.durable_name:
+            return 5.0
+        return threshold / NANOS
+
+    def _check_inactive(self) -> None:
+        limit = self._inactive_after()
+        if not limit or self.closed:
+            return
+        idle = (self.is_push and not self.active) or (not self.is_push and not self.waiting)
+        if not idle:
+            if self._inactive_timer is not None:
+                self._inactive_timer.cancel()
+                self._inactive_timer = None
+            return
+        if self._inactive_timer is None:
+            self._inactive_timer = self.loop.call_later(limit, self._inactive_expired)
+
+    def _inactive_expired(self) -> None:
+        self._inactive_timer = None
+        if self.closed:
+            return
+        idle_for = (now_ns() - self.last_active) / NANOS
+        limit = self._inactive_after()
+        if self.is_push and self.active:
+            return
+        if not self.is_push and (self.waiting or idle_for < limit):
+            self._inactive_timer = self.loop.call_later(max(limit - idle_for, 0.05),
+                                                        self._inactive_expired)
+            return
+        logger.debug("JetStream consumer '%s > %s' inactive, deleting", self.stream.config.name,
+                     self.name)
+        self.js.remove_consumer(self.stream, self.name)
+
+    # Info
+
+    def info(self, now: int = 0) -> dict[str, Any]:
+        state = self.state
+        return {
+            "stream_name": self.stream.config.name,
+            "name": self.name,
+            "created": format_ns(self.created),
+            "config": self.config.to_json(),
+            "delivered": {"consumer_seq": state.delivered_cseq,
+                          "stream_seq": state.delivered_sseq,
+                          **({"last_active": format_ns(self.last_active)}
+                             if self.last_active and state.delivered_cseq else {})},
+            "ack_floor": {"consumer_seq": state.floor_cseq, "stream_seq": state.floor_sseq},
+            "num_ack_pending": len(state.pending),
+            "num_redelivered": len(state.redelivered),
+            "num_waiting": len(self.waiting),
+            "num_pending": self.num_pending(),
+            **({"push_bound": True} if self.is_push and self.active else {}),
+            "ts": format_ns(now or now_ns()),
+        }
+
+    def close(self) -> None:
+        """Server shutdown: stop, persist the state as a snapshot."""
+        self.stop("Server Shutdown")
+        try:
+            self.log.compact(self.state.snapshot())
+            self.log.close()
+        except (OSError, StoreError) as exc:
+            logger.error("JetStream consumer '%s > %s' state not saved: %s",
+                         self.stream.config.name, self.name, exc)
+
+
+def _nak_delay(arg: bytes) -> int:
+    """`-NAK <go duration>` or `-NAK {"delay": ns}`; 0 (plain NAK) when absent or unparsable."""
+    if not arg:
+        return 0
+    try:
+        if arg.startswith(b"{"):
+            return max(int(json.loads(arg).get("delay", 0)), 0)
+        return max(parse_go_duration(arg.decode()), 0)
+    except (ValueError, TypeError, AttributeError):
+        return 0
+
+
+def _go_duration(ns: int) -> str:
+    seconds = ns / NANOS
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{seconds}s"
+
+
+_counter = [0]
+
+
+def _event_id() -> str:
+    _counter[0] += 1
+    return f"{os.getpid():x}{time.monotonic_ns():x}{_counter[0]:x}"

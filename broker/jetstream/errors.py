@@ -1,0 +1,159 @@
+"""JetStream API errors: `{"code", "err_code", "description"}` exactly as nats-server sends them.
+
+Codes and texts are nats-server's (`server/errors.json`); nats.py picks its exception class by
+`code` and builds it from exactly these three keys, so nothing else may be added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ApiError(Exception):
+    code: int
+    err_code: int
+    description: str
+
+    def to_json(self) -> dict[str, int | str]:
+        return {"code": self.code, "err_code": self.err_code, "description": self.description}
+
+    def __str__(self) -> str:
+        return f"{self.description} ({self.err_code})"
+
+
+def bad_request() -> ApiError:
+    return ApiError(400, 10003, "bad request")
+
+
+def cluster_required() -> ApiError:
+    return ApiError(503, 10010, "JetStream clustering support required")
+
+
+def insufficient_resources() -> ApiError:
+    return ApiError(503, 10023, "insufficient resources")
+
+
+def invalid_json(detail: str) -> ApiError:
+    return ApiError(400, 10025, f"invalid JSON: {detail}")
+
+
+def max_streams() -> ApiError:
+    return ApiError(400, 10027, "maximum number of streams reached")
+
+
+def memory_exceeded() -> ApiError:
+    return ApiError(500, 10028, "insufficient memory resources available")
+
+
+def no_message_found() -> ApiError:
+    return ApiError(404, 10037, "no message found")
+
+
+def not_enabled_for_account() -> ApiError:
+    return ApiError(503, 10039, "JetStream not enabled for account")
+
+
+def storage_exceeded() -> ApiError:
+    return ApiError(500, 10047, "insufficient storage resources available")
+
+
+def stream_invalid_config(detail: str) -> ApiError:
+    return ApiError(500, 10052, detail)
+
+
+def message_too_large() -> ApiError:
+    return ApiError(400, 10054, "message size exceeds maximum allowed")
+
+
+def stream_name_mismatch() -> ApiError:
+    return ApiError(400, 10056, "stream name in subject does not match request")
+
+
+def stream_name_in_use() -> ApiError:
+    return ApiError(400, 10058, "stream name already in use with a different configuration")
+
+
+def stream_not_found() -> ApiError:
+    return ApiError(404, 10059, "stream not found")
+
+
+def expected_stream_mismatch() -> ApiError:
+    return ApiError(400, 10060, "expected stream does not match")
+
+
+def subjects_overlap() -> ApiError:
+    return ApiError(400, 10065, "subjects overlap with an existing stream")
+
+
+def stream_msg_delete_failed(detail: str) -> ApiError:
+    return ApiError(500, 10057, detail)
+
+
+def wrong_last_msg_id(last: str) -> ApiError:
+    return ApiError(400, 10070, f"wrong last msg ID: {last}")
+
+
+def wrong_last_sequence(seq: int) -> ApiError:
+    return ApiError(400, 10071, f"wrong last sequence: {seq}")
+
+
+def replicas_not_supported() -> ApiError:
+    return ApiError(500, 10074, "replicas > 1 not supported in non-clustered mode")
+
+
+def not_enabled() -> ApiError:
+    return ApiError(503, 10076, "JetStream not enabled")
+
+
+def store_failed(detail: str) -> ApiError:
+    return ApiError(503, 10077, detail)
+
+
+def header_too_large() -> ApiError:
+    return ApiError(400, 10097, "header size exceeds maximum allowed of 64k")
+
+
+def stream_sealed() -> ApiError:
+    return ApiError(400, 10109, "invalid operation on sealed stream")
+
+
+def purge_failed(detail: str) -> ApiError:
+    return ApiError(500, 10110, detail)
+
+
+def rollup_failed(detail: str) -> ApiError:
+    return ApiError(500, 10111, detail)
+
+
+def stream_offline() -> ApiError:
+    return ApiError(500, 10118, "stream is offline")
+
+
+def too_many_subjects() -> ApiError:
+    return ApiError(500, 10117, "subject details would exceed maximum allowed")
+
+
+def replicas_negative() -> ApiError:
+    return ApiError(400, 10133, "replicas count cannot be negative")
+
+
+def ttl_invalid() -> ApiError:
+    return ApiError(400, 10165, "invalid per-message TTL")
+
+
+def ttl_disabled() -> ApiError:
+    return ApiError(400, 10166, "per-message TTL is disabled")
+
+
+def last_subject_seq_missing() -> ApiError:
+    return ApiError(400, 10193, "missing sequence for expected last sequence per subject")
+
+
+def mirror_not_updatable() -> ApiError:
+    return ApiError(400, 10055, "stream mirror configuration can not be updated")
+
+
+def not_supported(what: str) -> ApiError:
+    """A feature this server does not implement yet, reported as a config error."""
+    return ApiError(500, 10052, f"{what} is not supported by this server")

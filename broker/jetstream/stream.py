@@ -1,0 +1,356 @@
+"""A stream: its config, its message store, and the deterministic state machine that applies
+publishes to it.
+
+`apply_publish` is the one place a message enters a stream: it checks expected-headers, dedupe,
+size and discard-new limits, assigns the sequence (through the store) and performs rollups. Given
+the same stream state and the same (subject, headers, data, timestamp) it always decides the same,
+which is what lets the cluster feed it from a Raft log later. Replies (PubAcks) are not its job:
+the caller sends them once the store is durable.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from broker import headers as h
+from broker.gotime import format_ns, parse_go_duration
+from broker.jetstream import errors
+from broker.jetstream.dedupe import Dedupe
+from broker.jetstream.errors import ApiError
+from broker.jetstream.streamconfig import StreamConfig
+from storage.store import ALL, MessageStore, StoreConfig, StoredMessage
+
+if TYPE_CHECKING:
+    from broker.jetstream.consumer import Consumer
+
+MAX_HEADER_SIZE = 65535
+NANOS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What a publish did: the sequence it got (or the original one for a duplicate)."""
+
+    seq: int
+    duplicate: bool = False
+
+
+def store_config(cfg: StreamConfig) -> StoreConfig:
+    return StoreConfig(name=cfg.name, max_msgs=cfg.max_msgs, max_bytes=cfg.max_bytes,
+                       max_age=cfg.max_age, max_msgs_per_subject=cfg.max_msgs_per_subject,
+                       first_seq=cfg.first_seq or 1)
+
+
+class Stream:
+    def __init__(self, config: StreamConfig, store: MessageStore, created: int) -> None:
+        self.config = config
+        self.store = store
+        self.created = created
+        self.dedupe = Dedupe(config.duplicate_window)
+        self._dedupe_loaded = False
+        self.last_msg_id = ""
+        self.consumers: dict[str, Consumer] = {}
+        # The newest sequence known to be on disk: consumers deliver nothing beyond it, so no
+        # reader ever sees a message that a crash could take back.
+        self.durable_seq = store.state().last_seq
+        self.ack_prefix = b'{"stream":%s, "seq":' % _json_str(config.name)
+
+    @property
+    def consumer_count(self) -> int:
+        return len(self.consumers)
+
+    # Publishing (the state machine)
+
+    def apply_publish(self, subject: str, hdr: bytes, data: bytes, ts: int) -> Published:
+        """Apply one publish at time `ts` (ns). Raises ApiError when it is refused."""
+        cfg = self.config
+        if cfg.sealed:
+            raise errors.stream_sealed()
+        msg_id = ""
+        ttl = 0
+        rollup = ""
+        if hdr and b"Nats-" in hdr:
+            fields = h.parse(hdr)
+            expected = h.first(fields, h.EXPECTED_STREAM)
+            if expected and expected != cfg.name:
+                raise errors.expected_stream_mismatch()
+            msg_id = h.first(fields, h.MSG_ID) or ""
+            if msg_id:
+                seq = self._duplicate_of(msg_id, ts)
+                if seq is not None:
+                    return Published(seq, duplicate=True)
+            self._check_expectations(subject, fields)
+            rollup = self._rollup(fields)
+            ttl = self._ttl(fields)
+        self._check_size(subject, hdr, data)
+        seq = self.store.store_msg(subject, hdr, data, ts, ttl)
+        if cfg.retention == "interest" and not any(c.matches(subject)
+                                                   for c in self.consumers.values()):
+            # Nobody will ever read it: take the sequence, keep nothing (nats-server skips it).
+            self.store.remove(seq)
+        if msg_id:
+            self.dedupe.record(msg_id, seq, ts)
+        self.last_msg_id = msg_id
+        if rollup == "sub":
+            self.store.purge(subject=subject, keep=1)
+        elif rollup == "all":
+            self.store.purge(keep=1)
+        for consumer in self.consumers.values():
+            consumer.on_stored(seq, subject)
+            if rollup:
+                consumer.on_removed()
+        return Published(seq)
+
+    # Consumers and retention
+
+    def on_durable(self, seq: int) -> None:
+        """Everything up to `seq` is on disk: consumers may deliver it."""
+        if seq > self.durable_seq:
+            self.durable_seq = seq
+            for consumer in self.consumers.values():
+                consumer.signal()
+
+    def on_removed(self) -> None:
+        """Messages left the stream (purge, delete, limits): consumers recount what is pending."""
+        for consumer in self.consumers.values():
+            consumer.on_removed()
+
+    def on_acked(self, consumer: Consumer, seqs: list[int]) -> None:
+        """Work-queue and interest retention: drop what nobody needs any more."""
+        retention = self.config.retention
+        if retention == "limits":
+            return
+        removed = False
+        for seq in seqs:
+            if retention == "interest" and self._still_needed(seq, consumer):
+                continue
+            removed = self.store.remove(seq) or removed
+        if removed:
+            for other in self.consumers.values():
+                if other is not consumer:
+                    other.on_removed()
+
+    def _still_needed(self, seq: int, acked_by: Consumer | None) -> bool:
+        msg = None
+        for consumer in self.consumers.values():
+            if consumer is acked_by:
+                continue
+            if msg is None:
+                msg = self.store.load(seq)
+                if msg is None:
+                    return False
+            if consumer.needs(seq, msg.subject):
+                return True
+        return False
+
+    def drop_unneeded(self) -> int:
+        """Interest retention after a consumer left: remove what no remaining consumer needs."""
+        if self.config.retention != "interest":
+            return 0
+        removed = 0
+        seq = 0
+        while True:
+            msg = self.store.load_next(seq + 1)
+            if msg is None:
+                break
+            seq = msg.seq
+            if not any(c.needs(seq, msg.subject) for c in self.consumers.values()):
+                removed += self.store.remove(seq)
+        if removed:
+            self.on_removed()
+        return removed
+
+    def _duplicate_of(self, msg_id: str, now: int) -> int | None:
+        if not self._dedupe_loaded:
+            self._rebuild_dedupe(now)
+        return self.dedupe.lookup(msg_id, now)
+
+    def _check_expectations(self, subject: str, fields: dict[str, list[str]]) -> None:
+        text = h.first(fields, h.EXPECTED_LAST_SUBJECT_SEQ)
+        if text is not None:
+            expected = _parse_uint(text)
+            if expected is None:
+                raise errors.last_subject_seq_missing()
+            last = self.store.last_seq_for(subject)
+            if last != expected:
+                raise errors.wrong_last_sequence(last)
+        text = h.first(fields, h.EXPECTED_LAST_SEQ)
+        if text is not None:
+            expected = _parse_uint(text)
+            last = self.store.state().last_seq
+            if expected is None or expected != last:
+                raise errors.wrong_last_sequence(last)
+        text = h.first(fields, h.EXPECTED_LAST_MSG_ID)
+        if text:
+            if not self._dedupe_loaded:
+                self._rebuild_dedupe(0)
+            if text != self.last_msg_id:
+                raise errors.wrong_last_msg_id(self.last_msg_id)
+
+    def _rollup(self, fields: dict[str, list[str]]) -> str:
+        value = h.first(fields, h.ROLLUP)
+        if value is None:
+            return ""
+        if not self.config.allow_rollup_hdrs or self.config.deny_purge:
+            raise errors.rollup_failed("rollup not permitted")
+        if value not in ("sub", "all"):
+            raise errors.rollup_failed(f"rollup value invalid: {value!r}")
+        return value
+
+    def _ttl(self, fields: dict[str, list[str]]) -> int:
+        value = h.first(fields, h.TTL)
+        if value is None:
+            return 0
+        if not self.config.allow_msg_ttl:
+            raise errors.ttl_disabled()
+        ttl = parse_ttl(value)
+        if ttl is None:
+            raise errors.ttl_invalid()
+        return ttl
+
+    def _check_size(self, subject: str, hdr: bytes, data: bytes) -> None:
+        cfg = self.config
+        size = len(hdr) + len(data)
+        if 0 <= cfg.max_msg_size < size:
+            raise errors.message_too_large()
+        if len(hdr) > MAX_HEADER_SIZE:
+            raise errors.header_too_large()
+        if cfg.discard != "new":
+            return
+        state = self.store.state()
+        if 0 < cfg.max_msgs <= state.msgs:
+            raise errors.store_failed("maximum messages exceeded")
+        if 0 < cfg.max_bytes < state.bytes + size + len(subject):
+            raise errors.store_failed("maximum bytes exceeded")
+        if cfg.discard_new_per_subject and cfg.max_msgs_per_subject > 0 and \
+                self.store.subjects(subject).get(subject, 0) >= cfg.max_msgs_per_subject:
+            raise errors.store_failed("maximum messages per subject exceeded")
+
+    def _rebuild_dedupe(self, now: int) -> None:
+        """Recover the id -> seq map from stored headers inside the window (after a restart)."""
+        self._dedupe_loaded = True
+        state = self.store.state()
+        if not state.msgs:
+            return
+        start = self._first_seq_at_or_after(now - self.dedupe.window if now else 0)
+        seq = start
+        while True:
+            msg = self.store.load_next(seq)
+            if msg is None:
+                break
+            msg_id = h.first(h.parse(msg.hdr), h.MSG_ID) if msg.hdr else None
+            if msg_id:
+                self.dedupe.record(msg_id, msg.seq, msg.ts)
+            self.last_msg_id = msg_id or ""
+            seq = msg.seq + 1
+
+    def _first_seq_at_or_after(self, ts: int) -> int:
+        """Binary search by timestamp (timestamps grow with sequences)."""
+        state = self.store.state()
+        lo, hi = state.first_seq, state.last_seq + 1
+
+        def ts_of(seq: int) -> int:
+            msg = self.store.load_next(seq)
+            return msg.ts if msg is not None else 1 << 62
+
+        return bisect.bisect_left(range(lo, hi), ts, key=ts_of) + lo
+
+    # Replies
+
+    def pub_ack(self, published: Published) -> bytes:
+        if published.duplicate:
+            return self.ack_prefix + b'%d,"duplicate": true}' % published.seq
+        return self.ack_prefix + b"%d}" % published.seq
+
+    def pub_error(self, error: ApiError) -> bytes:
+        import json
+
+        return json.dumps({"error": error.to_json(), "stream": self.config.name,
+                           "seq": 0}).encode()
+
+    # Management
+
+    def update(self, config: StreamConfig) -> None:
+        self.config = config
+        self.dedupe.window = config.duplicate_window
+        self.ack_prefix = b'{"stream":%s, "seq":' % _json_str(config.name)
+        self.store.update_config(store_config(config))
+
+    def info(self, subjects_filter: str = "", deleted_details: bool = False,
+             now: int = 0) -> dict[str, Any]:
+        return {"config": self.config.to_json(), "created": format_ns(self.created),
+                "state": self.state_json(subjects_filter, deleted_details),
+                "ts": format_ns(now)}
+
+    def state_json(self, subjects_filter: str = "", deleted_details: bool = False
+                   ) -> dict[str, Any]:
+        st = self.store.state()
+        out: dict[str, Any] = {
+            "messages": st.msgs, "bytes": st.bytes, "first_seq": st.first_seq,
+            "first_ts": format_ns(st.first_ts), "last_seq": st.last_seq,
+            "last_ts": format_ns(st.last_ts),
+        }
+        if st.num_subjects:
+            out["num_subjects"] = st.num_subjects
+        if subjects_filter:
+            subjects = self.store.subjects(subjects_filter)
+            if subjects:
+                out["subjects"] = subjects
+        if st.num_deleted:
+            out["num_deleted"] = st.num_deleted
+        if deleted_details and st.num_deleted:
+            out["deleted"] = self.store.deleted()
+        if st.damaged:
+            out["lost"] = {"msgs": [s for lo, hi in st.damaged for s in range(lo, hi + 1)],
+                           "bytes": 0}
+        out["consumer_count"] = self.consumer_count
+        return out
+
+    def get_message(self, seq: int = 0, last_by_subj: str = "", next_by_subj: str = ""
+                    ) -> StoredMessage | None:
+        if last_by_subj:
+            return self.store.load_last((last_by_subj,))
+        if next_by_subj:
+            return self.store.load_next(max(seq, 1), (next_by_subj,))
+        if seq:
+            return self.store.load(seq)
+        return None
+
+    def expire(self, now: int) -> int:
+        removed = self.store.expire(now)
+        if removed:
+            self.on_removed()
+        return removed
+
+    @property
+    def needs_expiry(self) -> bool:
+        return self.config.max_age > 0 or self.config.allow_msg_ttl
+
+    def first_seq_filtered(self, filters: tuple[str, ...] = (ALL,)) -> int:
+        msg = self.store.load_next(0, filters)
+        return msg.seq if msg is not None else 0
+
+
+def parse_ttl(value: str) -> int | None:
+    """`Nats-TTL`: a Go duration or whole seconds (min 1s), or `never`. Nanoseconds; -1 = never."""
+    value = value.strip()
+    if value.lower() == "never":
+        return -1
+    try:
+        ttl = int(value) * NANOS if value.isdigit() else parse_go_duration(value)
+    except ValueError:
+        return None
+    return ttl if ttl >= NANOS else None
+
+
+def _parse_uint(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if text.isdigit() else None
+
+
+def _json_str(text: str) -> bytes:
+    import json
+
+    return json.dumps(text).encode()

@@ -1,0 +1,181 @@
+"""The message store interface shared by `FileStore` and `MemoryStore`.
+
+A store holds one stream's messages: sequence-numbered records of (subject, header bytes, payload,
+timestamp, ttl). It knows nothing of NATS beyond subjects as dot-separated strings with `*`/`>`
+wildcards in filters, and nothing of Raft. It is used from one thread (the event loop), except
+`SyncJob.run`, which the caller runs in a worker thread so fsync does not block the loop.
+
+Durability contract (group commit):
+
+    job = store.begin_sync()          # loop thread: captures everything stored so far
+    await loop.run_in_executor(None, job.run)   # worker thread: write + fdatasync, no store state
+    store.finish_sync(job)            # loop thread: what the job covered is now durable
+
+Everything stored, removed or purged before `begin_sync()` is on stable storage once `job.run()`
+has returned; only then may a PubAck (or API reply) for it be sent. Stores may be used while a job
+runs; those later changes are covered by the next job.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+ALL = ">"  # the filter that matches every subject
+
+
+class StoreError(Exception):
+    """A store operation failed; the store is unchanged."""
+
+
+class StoreFull(StoreError):
+    """No space left (disk full, or the store's byte budget)."""
+
+
+class CorruptRecord(StoreError):
+    """A record failed its checksum; it is never served."""
+
+    def __init__(self, seq: int, detail: str = "") -> None:
+        super().__init__(f"record {seq} is damaged{': ' + detail if detail else ''}")
+        self.seq = seq
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    seq: int
+    subject: str
+    hdr: bytes  # the raw NATS header block (b"NATS/1.0\r\n..."), b"" when none
+    data: bytes
+    ts: int  # nanoseconds since the Unix epoch, assigned by the caller
+    ttl: int = 0  # nanoseconds; 0: none. The message expires at ts + ttl.
+
+    @property
+    def size(self) -> int:
+        """What counts against byte limits (as nats-server counts: subject + header + data)."""
+        return len(self.subject) + len(self.hdr) + len(self.data)
+
+
+@dataclass
+class StoreConfig:
+    """Limits a store enforces by dropping from the front (discard-old)."""
+
+    name: str
+    max_msgs: int = -1  # -1: unlimited
+    max_bytes: int = -1
+    max_age: int = 0  # nanoseconds; 0: unlimited
+    max_msgs_per_subject: int = -1
+    first_seq: int = 1  # the first sequence of an empty store
+
+
+@dataclass
+class StoreState:
+    msgs: int = 0
+    bytes: int = 0
+    first_seq: int = 0  # the sequence the next message would get when empty (last_seq + 1)
+    first_ts: int = 0
+    last_seq: int = 0
+    last_ts: int = 0
+    num_deleted: int = 0  # interior gaps between first_seq and last_seq
+    num_subjects: int = 0
+    # Sequence ranges (inclusive) whose records failed verification and are not served.
+    damaged: list[tuple[int, int]] = field(default_factory=list)
+
+
+class SyncJob(ABC):
+    """One group commit: built on the loop thread, run in a worker thread."""
+
+    @abstractmethod
+    def run(self) -> None:
+        """Write and fdatasync what this job covers. Touches no store state. May raise OSError."""
+
+
+class MessageStore(ABC):
+    """One stream's messages. Sequences start at `config.first_seq` and only grow."""
+
+    config: StoreConfig
+
+    # Writing
+
+    @abstractmethod
+    def store_msg(self, subject: str, hdr: bytes, data: bytes, ts: int, ttl: int = 0) -> int:
+        """Append with the next sequence; then enforce limits (drop oldest). Returns the seq.
+
+        Raises StoreFull if it cannot be stored (nothing changes then)."""
+
+    @abstractmethod
+    def skip_msgs(self, first_seq: int) -> None:
+        """Make `first_seq` the next sequence (store must be empty or this only moves forward:
+        everything below it is purged)."""
+
+    @abstractmethod
+    def remove(self, seq: int, erase: bool = False) -> bool:
+        """Delete one message; `erase` overwrites its bytes on disk. False if not present."""
+
+    @abstractmethod
+    def purge(self, subject: str | None = None, seq: int = 0, keep: int = 0) -> int:
+        """Remove messages, optionally only those matching `subject` (wildcards allowed), only
+        those below `seq` (exclusive), or all but the newest `keep`. Returns how many.
+
+        A full purge keeps last_seq: the next message gets last_seq + 1."""
+
+    @abstractmethod
+    def expire(self, now: int) -> int:
+        """Remove messages past max_age or their ttl at time `now` (ns). Returns how many."""
+
+    @abstractmethod
+    def update_config(self, config: StoreConfig) -> None:
+        """New limits; enforced at once."""
+
+    # Reading
+
+    @abstractmethod
+    def load(self, seq: int) -> StoredMessage | None:
+        """The message at `seq`, or None if there is none. Raises CorruptRecord if damaged."""
+
+    @abstractmethod
+    def load_next(self, start_seq: int, filters: tuple[str, ...] = (ALL,)) -> StoredMessage | None:
+        """The first message with seq >= start_seq whose subject matches any filter."""
+
+    @abstractmethod
+    def load_last(self, filters: tuple[str, ...] = (ALL,)) -> StoredMessage | None:
+        """The newest message whose subject matches any filter."""
+
+    @abstractmethod
+    def last_seq_for(self, subject: str) -> int:
+        """The newest sequence stored for this literal subject; 0 if none."""
+
+    @abstractmethod
+    def num_pending(self, start_seq: int, filters: tuple[str, ...] = (ALL,),
+                    last_per_subject: bool = False) -> int:
+        """How many messages with seq >= start_seq match; with last_per_subject, how many
+        distinct matching subjects have their newest message at or after start_seq."""
+
+    @abstractmethod
+    def state(self) -> StoreState:
+        ...
+
+    @abstractmethod
+    def subjects(self, filter: str = ALL) -> dict[str, int]:
+        """Message count per subject matching `filter`."""
+
+    @abstractmethod
+    def deleted(self) -> list[int]:
+        """Interior deleted sequences (between first_seq and last_seq), ascending."""
+
+    # Durability and lifecycle
+
+    @abstractmethod
+    def begin_sync(self) -> SyncJob | None:
+        """Capture everything changed so far for one fsync; None when nothing needs syncing."""
+
+    @abstractmethod
+    def finish_sync(self, job: SyncJob) -> None:
+        """After `job.run()` returned: record durability, release what waited for it."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Flush and sync everything, then release files."""
+
+    @abstractmethod
+    def destroy(self) -> None:
+        """Close and delete all of the store's data."""

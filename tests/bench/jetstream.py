@@ -1,0 +1,178 @@
+"""JetStream benchmarks: async publish with a window of outstanding acks (raw protocol), sync
+publish latency (nats-py), restart time with many messages on disk, disk bytes per message.
+
+Every PubAck here was sent after the fsync covering its message (our default durability); the
+nats-server comparison runs with its defaults, which do not fsync before acking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import threading
+import time
+import urllib.request
+
+import nats
+
+from tests.procs import ServerProcess
+
+
+def _api(server: ServerProcess, subject: str, body: dict) -> dict:
+    async def call() -> dict:
+        nc = await nats.connect(server.url)
+        try:
+            msg = await nc.request(subject, json.dumps(body).encode(), timeout=10)
+            return json.loads(msg.data)
+        finally:
+            await nc.close()
+    return asyncio.run(call())
+
+
+def create_stream(server: ServerProcess, name: str, subject: str) -> None:
+    resp = _api(server, f"$JS.API.STREAM.CREATE.{name}", {"name": name, "subjects": [subject]})
+    if "error" in resp:
+        raise RuntimeError(resp["error"])
+
+
+def _handshake(sock: socket.socket, extra: bytes = b"") -> None:
+    buf = b""
+    while not buf.endswith(b"\r\n"):
+        buf += sock.recv(4096)
+    sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n' + extra + b"PING\r\n")
+    buf = b""
+    while b"PONG\r\n" not in buf:
+        buf += sock.recv(4096)
+
+
+def async_publish(server: ServerProcess, count: int = 300_000, size: int = 128,
+                  window: int = 256, stream: str = "BENCH") -> dict:
+    """Publish `count` messages keeping at most `window` unacknowledged; msgs/s acked."""
+    create_stream(server, stream, "bench.js")
+    sock = socket.create_connection((server.host, server.port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _handshake(sock, b"SUB _INBOX.bench.* 1\r\n")
+    payload = b"x" * size
+    frame = b"PUB bench.js _INBOX.bench.a %d\r\n%s\r\n" % (size, payload)
+    acked = 0
+    errors = 0
+    cond = threading.Condition()
+    marker = b'"seq":'
+
+    def reader() -> None:
+        nonlocal acked, errors
+        tail = b""
+        while acked < count:
+            data = sock.recv(1 << 20)
+            if not data:
+                break
+            chunk = tail + data
+            n = chunk.count(marker)
+            e = chunk.count(b'"error"')
+            tail = chunk[-(len(marker) - 1):]
+            with cond:
+                acked += n
+                errors += e
+                cond.notify()
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    sent = 0
+    start = time.perf_counter()
+    next_report = count // 5
+    while sent < count:
+        with cond:
+            while sent - acked >= window:
+                cond.wait(10)
+            room = min(window - (sent - acked), count - sent)
+        sock.sendall(frame * room)
+        sent += room
+        if sent >= next_report:
+            print(f"  ... {sent}/{count} published", flush=True)
+            next_report += count // 5
+    with cond:
+        while acked < count:
+            if not cond.wait(30):
+                break
+    elapsed = time.perf_counter() - start
+    sock.close()
+    return {"messages": count, "acked": acked, "errors": errors, "window": window,
+            "seconds": round(elapsed, 3), "msgs_per_sec": round(acked / elapsed)}
+
+
+async def _sync_latency(url: str, count: int, size: int) -> list[float]:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await nc.jsm().add_stream(name="SYNC", subjects=["bench.sync"])
+    payload = b"x" * size
+    for _ in range(50):
+        await js.publish("bench.sync", payload)
+    samples = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        await js.publish("bench.sync", payload)
+        samples.append(time.perf_counter() - t0)
+    await nc.close()
+    return samples
+
+
+def sync_publish(server: ServerProcess, count: int = 2000, size: int = 128) -> dict:
+    samples = sorted(asyncio.run(_sync_latency(server.url, count, size)))
+    return {"requests": count, "p50_us": round(statistics.median(samples) * 1e6),
+            "p99_us": round(samples[int(len(samples) * 0.99)] * 1e6)}
+
+
+def fdatasync_cost(directory: str, rounds: int = 200) -> dict:
+    """What one fdatasync of a small append costs on this disk (the floor for sync publish)."""
+    path = os.path.join(directory, "fsync-probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    samples = []
+    try:
+        for _ in range(rounds):
+            os.write(fd, b"x" * 170)
+            t0 = time.perf_counter()
+            os.fdatasync(fd)
+            samples.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        os.remove(path)
+    samples.sort()
+    return {"p50_us": round(statistics.median(samples) * 1e6),
+            "p99_us": round(samples[int(len(samples) * 0.99)] * 1e6)}
+
+
+def _disk_bytes(root: str) -> int:
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(os.path.join(folder, name))
+    return total
+
+
+def restart_with_messages(server: ServerProcess, store_dir: str, count: int = 1_000_000,
+                          size: int = 128) -> dict:
+    """Fill a stream, restart the server, time until JetStream answers healthz again."""
+    fill = async_publish(server, count=count, size=size, window=1024, stream="BIG")
+    disk = _disk_bytes(os.path.join(store_dir, "jetstream"))
+    server.restart_args_fixed()
+    assert server.stop() == 0
+    started = time.perf_counter()
+    server.start(timeout=120)
+    while True:
+        try:
+            with urllib.request.urlopen(server.monitor_url + "/healthz", timeout=5) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        time.sleep(0.01)
+    restart = time.perf_counter() - started
+    state = _api(server, "$JS.API.STREAM.INFO.BIG", {})["state"]
+    return {"messages": state["messages"], "fill_msgs_per_sec": fill["msgs_per_sec"],
+            "restart_seconds": round(restart, 3),
+            "disk_bytes_per_msg": round(disk / max(state["messages"], 1), 1)}

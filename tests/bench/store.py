@@ -1,0 +1,212 @@
+"""Store benchmarks: `python -m tests.bench.store [--count N] [--dir DIR]`.
+
+Prints store_msg rates with a group commit every 256 messages (inline, and pipelined with the
+fsync in a worker thread as the broker does it), the cost of one fdatasync here, open/recovery
+time, disk bytes and index memory per message, and load()/load_next() rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+
+from storage import FileStore, FileStoreOptions, MemoryStore, StoreConfig
+from storage.store import MessageStore
+
+PAYLOAD = b"x" * 128
+SUBJECT = "bench.data"
+BATCH = 256
+
+
+def _sync(store: MessageStore) -> None:
+    job = store.begin_sync()
+    if job is not None:
+        job.run()
+        store.finish_sync(job)
+
+
+def store_inline(store: MessageStore, count: int) -> dict:
+    """Store, and every BATCH messages commit in the same thread (fsync included in the time)."""
+    ts = time.time_ns()
+    t0 = time.perf_counter()
+    sync_time = 0.0
+    for i in range(count):
+        store.store_msg(SUBJECT, b"", PAYLOAD, ts + i)
+        if i % BATCH == BATCH - 1:
+            s0 = time.perf_counter()
+            _sync(store)
+            sync_time += time.perf_counter() - s0
+    _sync(store)
+    elapsed = time.perf_counter() - t0
+    return {"msgs_per_s": round(count / elapsed), "store_only_msgs_per_s":
+            round(count / (elapsed - sync_time)), "sync_share": round(sync_time / elapsed, 3)}
+
+
+def store_pipelined(store: MessageStore, count: int) -> dict:
+    """The broker's pattern: while one job's fsync runs in a worker, keep storing; start the next
+    job when it is done and at least BATCH messages are waiting."""
+    ts = time.time_ns()
+    done = threading.Event()
+    done.set()
+    job = None
+    jobs = 0
+    t0 = time.perf_counter()
+    pending = 0
+
+    def run(j):
+        j.run()
+        done.set()
+
+    for i in range(count):
+        store.store_msg(SUBJECT, b"", PAYLOAD, ts + i)
+        pending += 1
+        if pending >= BATCH and done.is_set():
+            if job is not None:
+                store.finish_sync(job)
+            job = store.begin_sync()
+            pending = 0
+            jobs += 1
+            done.clear()
+            threading.Thread(target=run, args=(job,)).start()
+    done.wait()
+    if job is not None:
+        store.finish_sync(job)
+    _sync(store)
+    elapsed = time.perf_counter() - t0
+    return {"msgs_per_s": round(count / elapsed), "jobs": jobs,
+            "avg_batch": round(count / max(jobs, 1))}
+
+
+def fdatasync_cost(directory: str, rounds: int = 300) -> dict:
+    path = os.path.join(directory, "fsync-probe")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    chunk = b"y" * (BATCH * 170)
+    try:
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            os.write(fd, chunk)
+            os.fdatasync(fd)
+        per = (time.perf_counter() - t0) / rounds
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return {"ms_per_fdatasync_with_43KB": round(per * 1000, 3)}
+
+
+def disk_bytes(directory: str) -> int:
+    return sum(os.path.getsize(os.path.join(directory, n)) for n in os.listdir(directory))
+
+
+def index_bytes(store: FileStore) -> int:
+    total = 0
+    for seg in store._segs:
+        for arr in (seg.seqs, seg.offs, seg.sizes, seg.tss, seg.sids, seg.lsub_gid):
+            total += len(arr) * arr.itemsize
+        total += len(seg.flags)
+    return total
+
+
+def read_rates(store: MessageStore, count: int, last: int) -> dict:
+    rng = random.Random(1)
+    seqs = [rng.randint(1, last) for _ in range(min(count, 200_000))]
+    t0 = time.perf_counter()
+    for seq in seqs:
+        store.load(seq)
+    random_rate = len(seqs) / (time.perf_counter() - t0)
+    n = min(count, 300_000)
+    t0 = time.perf_counter()
+    seq = 1
+    for _ in range(n):
+        msg = store.load_next(seq)
+        seq = msg.seq + 1
+    next_rate = n / (time.perf_counter() - t0)
+    tail = list(range(last - 2000, last + 1))
+    t0 = time.perf_counter()
+    for _ in range(20):
+        for seq in tail:
+            store.load(seq)
+    tail_rate = 20 * len(tail) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    seq = 1
+    for _ in range(n):
+        msg = store.load_next(seq, (SUBJECT,))
+        seq = msg.seq + 1
+    filtered_rate = n / (time.perf_counter() - t0)
+    return {"load_random_per_s": round(random_rate), "load_next_per_s": round(next_rate),
+            "load_tail_per_s": round(tail_rate), "load_next_filtered_per_s": round(filtered_rate)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.store")
+    parser.add_argument("--count", type=int, default=1_000_000)
+    parser.add_argument("--dir", default=None, help="where to put the store (default: a tmp dir)")
+    args = parser.parse_args()
+    base = tempfile.mkdtemp(prefix="store-bench-", dir=args.dir)
+    results: dict[str, dict] = {}
+    try:
+        results["fdatasync"] = fdatasync_cost(base)
+        print("fdatasync", results["fdatasync"], flush=True)
+
+        path = os.path.join(base, "inline")
+        fs = FileStore(path, StoreConfig("bench"))
+        results["store_inline_commit"] = store_inline(fs, args.count)
+        print("store (commit inline)", results["store_inline_commit"], flush=True)
+        results["index"] = {"bytes_per_msg_in_memory": round(index_bytes(fs) / args.count, 1)}
+        results["reads"] = read_rates(fs, args.count, args.count)
+        print("reads", results["reads"], flush=True)
+        fs.close()
+        results["disk"] = {"bytes_per_msg": round(disk_bytes(path) / args.count, 1),
+                           "payload": len(PAYLOAD), "subject": len(SUBJECT)}
+        print("disk", results["disk"], "index", results["index"], flush=True)
+
+        gc.collect()
+        for verify in (True, False):
+            t0 = time.perf_counter()
+            fs = FileStore(path, StoreConfig("bench"), FileStoreOptions(verify_segments=verify))
+            elapsed = time.perf_counter() - t0
+            assert fs.state().msgs == args.count
+            fs.close()
+            key = "open_verified" if verify else "open_unverified"
+            results[key] = {"seconds": round(elapsed, 3), "msgs": args.count}
+            print(key, results[key], flush=True)
+        shutil.rmtree(path)
+
+        # Worst case for the scan at open: an active segment just short of full (8 MiB).
+        path = os.path.join(base, "active")
+        fs = FileStore(path, StoreConfig("bench"))
+        per_segment = (8 << 20) // 170 - 200
+        store_inline(fs, per_segment)
+        fs.close()
+        t0 = time.perf_counter()
+        fs = FileStore(path, StoreConfig("bench"))
+        results["open_full_active_segment"] = {
+            "seconds": round(time.perf_counter() - t0, 3), "msgs_scanned": fs.state().msgs}
+        print("open_full_active_segment", results["open_full_active_segment"], flush=True)
+        fs.close()
+        shutil.rmtree(path)
+
+        path = os.path.join(base, "pipelined")
+        fs = FileStore(path, StoreConfig("bench"))
+        results["store_pipelined_commit"] = store_pipelined(fs, args.count)
+        print("store (fsync in a worker)", results["store_pipelined_commit"], flush=True)
+        fs.close()
+        shutil.rmtree(path)
+
+        ms = MemoryStore(StoreConfig("bench"))
+        results["memory_store"] = store_inline(ms, min(args.count, 500_000))
+        print("memory store", results["memory_store"], flush=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print("\nsummary")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
