@@ -183,11 +183,20 @@ class MonitorServer:
         return 200, body
 
     def _jetstream_varz(self) -> dict[str, Any]:
-        js = self.server.options.jetstream
-        if not js.enabled:
+        js = self.server.jetstream
+        if js is None:
             return {}
-        return {"config": {"max_memory": js.max_memory_store, "max_storage": js.max_file_store,
-                           "store_dir": js.store_dir, "sync_always": js.sync_interval is None}}
+        opts = self.server.options.jetstream
+        return {
+            "config": {"max_memory": js.max_memory, "max_storage": js.max_storage,
+                       "store_dir": js.store_dir, "sync_always": opts.sync_interval is None,
+                       "sync_interval": int((opts.sync_interval or 0) * 1e9),
+                       "domain": js.domain, "strict": js.strict},
+            "stats": {"memory": js.usage("memory"), "storage": js.usage("file"),
+                      "reserved_memory": js.reserved("memory"),
+                      "reserved_storage": js.reserved("file"), "accounts": 1, "ha_assets": 0,
+                      "api": {"total": js.api_total, "errors": js.api_errors}},
+        }
 
     def connz(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         s = self.server
@@ -256,9 +265,40 @@ class MonitorServer:
     def jsz(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         s = self.server
         body: dict[str, Any] = {"server_id": s.server_id, "now": rfc3339(time.time())}
-        if not s.options.jetstream.enabled:
+        js = s.jetstream
+        if js is None:
             body["disabled"] = True
+            return 200, body
+        streams = list(js.streams.values())
+        states = [st.store.state() for st in streams]
+        body.update(self._jetstream_varz()["stats"])
+        body.update({
+            "config": self._jetstream_varz()["config"],
+            "streams": len(streams),
+            "consumers": sum(st.consumer_count for st in streams),
+            "messages": sum(state.msgs for state in states),
+            "bytes": sum(state.bytes for state in states),
+        })
+        detail = _flag(query, "streams") or _flag(query, "consumers") or _flag(query, "accounts")
+        if detail:
+            body["account_details"] = [{
+                "name": "$G", "id": "$G",
+                "stream_detail": [self._stream_detail(st, _flag(query, "consumers"),
+                                                      _flag(query, "config"))
+                                  for st in streams],
+            }]
         return 200, body
+
+    @staticmethod
+    def _stream_detail(stream: Any, consumers: bool, config: bool) -> dict[str, Any]:
+        info = stream.info()
+        detail: dict[str, Any] = {"name": stream.config.name, "created": info["created"],
+                                  "state": info["state"]}
+        if config:
+            detail["config"] = info["config"]
+        if consumers:
+            detail["consumer_detail"] = [c.info() for c in stream.consumers.values()]
+        return detail
 
     def healthz(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         """nats-server's healthz() order of checks (compat.md §6.1)."""

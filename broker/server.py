@@ -313,7 +313,13 @@ class Server:
         if hdr < 0:
             size = len(payload)
             # "<size>\r\n" or "<reply> <size>\r\n": the same for every receiver of this message.
-            rest = b"%s %d\r\n" % (reply, size) if reply else b"%d\r\n" % size
+            if reply:
+                rest = b"%s %d\r\n" % (reply, size)
+            elif origin is None:
+                # nats-server writes the empty reply of its own messages as a second space.
+                rest = b" %d\r\n" % size
+            else:
+                rest = b"%d\r\n" % size
         for sub, start in result.psubs:
             client = sub.client
             if client is None:
@@ -329,7 +335,8 @@ class Server:
                 out += (start, rest, payload, b"\r\n")
                 client.out_bytes += size
             else:
-                out.append(_header_frame(client, start, reply, hdr, payload))
+                shown = reply if reply or origin is not None else None
+                out.append(_header_frame(client, start, shown, hdr, payload))
                 client.out_bytes += len(payload)
             client.out_msgs += 1
             delivered += 1
@@ -357,7 +364,8 @@ class Server:
                     self._deliver_internal(sub, subject, reply, hdr, payload)
                 else:
                     start = msg_start(subject, sub.sid)
-                    client.send(_header_frame(client, start, reply, hdr, payload))
+                    shown = reply if reply or origin is not None else None
+                    client.send(_header_frame(client, start, shown, hdr, payload))
                     client.out_msgs += 1
                     client.out_bytes += len(payload)
                     sub.delivered += 1
@@ -442,8 +450,12 @@ class Server:
             client.remove_subscription(sub)
         return 1
 
-    def has_interest(self, subject: bytes) -> bool:
+    def has_interest(self, subject: bytes, queue: str = "") -> bool:
+        """Whether anything would receive `subject` (only members of `queue`, when given)."""
         result = self.sublist.match(subject)
+        if queue:
+            wanted = queue.encode()
+            return any(group and group[0].queue == wanted for group in result.qsubs)
         return bool(result.psubs or result.qsubs)
 
     def watch_interest(self, subject: bytes, callback: Any) -> None:
@@ -472,12 +484,18 @@ class Server:
         return self.route(subject, reply, hdr, payload, None)
 
 
-def _header_frame(client: ClientConnection, start: bytes, reply: bytes, hdr: int,
+def _header_frame(client: ClientConnection, start: bytes, reply: bytes | None, hdr: int,
                   payload: bytes) -> bytes:
-    """One MSG or HMSG frame; a receiver without header support gets the body in a MSG."""
+    """One MSG or HMSG frame; a receiver without header support gets the body in a MSG.
+
+    `reply` None marks a server-generated message without reply: nats-server writes those with
+    two spaces where the reply would be, and byte-exact clients see that."""
     if hdr >= 0 and not client.headers:
         payload = payload[hdr:]
         hdr = -1
+    if reply is None:
+        reply = b""
+        start += b" "
     if hdr < 0:
         if reply:
             return b"%s%s %d\r\n%s\r\n" % (start, reply, len(payload), payload)

@@ -230,7 +230,9 @@ class Sublist:
             _match_level(self._root, tokens, psubs, qgroups)
         if not psubs and not qgroups:
             return EMPTY_RESULT
-        starts = [(sub, msg_start(subject, sub.sid)) for sub in psubs]
+        # Internal subscribers get no MSG line, so theirs is not built.
+        starts = [(sub, msg_start(subject, sub.sid) if sub.client is not None else b"")
+                  for sub in psubs]
         return MatchResult(starts, [list(group) for group in qgroups.values()])
 
     def _evict(self, pattern: bytes) -> None:

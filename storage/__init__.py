@@ -27,6 +27,8 @@ from storage.store import (
     StoreFull,
     StoreState,
     SyncJob,
+    file_msg_size,
+    memory_msg_size,
 )
 
 __all__ = [
@@ -45,8 +47,10 @@ __all__ = [
     "StoreState",
     "StoredMessage",
     "SyncJob",
+    "file_msg_size",
     "fsync_dir",
     "journal_path",
+    "memory_msg_size",
     "read_checked",
     "set_journal",
     "simulate_power_loss",

@@ -138,6 +138,7 @@ class FileSyncJob(SyncJob):
         self.dead: list[Any] = []
         self.segs: list[Any] = []  # segments whose fd the job holds
         self.compactions: list[Any] = []
+        self.seq_hi = 0  # the last message sequence stored when the job began
         self.dir_ops = 0
 
     def run(self) -> None:

@@ -10,8 +10,13 @@ Segment file: a 52-byte header (magic, segment id, a random generation, the stor
 sequence and last timestamp when the segment was created; CRC32) followed by records
 `header | subject | headers | payload | crc32` (`storage.record`): messages (seq, timestamp, ttl),
 erased messages, tombstones (DEL: u64 sequences) and purge markers (PURGE: "all below N are gone",
-with the last sequence and timestamp so numbering survives an empty store). A segment is sealed
-when it reaches `segment_bytes` or `segment_msgs`; its index is written once its bytes are durable.
+with the last sequence and timestamp so numbering survives an empty store, and sequences used by
+`skip_msg` that no record holds: one marker per sync however many were skipped). A segment is
+sealed when it reaches `segment_bytes` or `segment_msgs`; its index is written once its bytes are
+durable, and its file is closed once they are.
+
+Bytes: `state().bytes` and `max_bytes` count nats-server's file-store record size
+(`store.file_msg_size`: 30 + subject + headers + payload, + 4 with headers), not this format's.
 
 Index `.idx`: per message offset, size, timestamp and local subject id (plus the sequences when
 they are not contiguous), a subject table with per-subject counts and first/last sequence, the
@@ -27,7 +32,24 @@ rewritten (compacted) inside a sync job, keeping the tombstones that still matte
 Recovery: read `store.meta` (refuse a damaged one), load each sealed segment's index (verify its
 CRC and the segment's; rebuild it by scanning when missing or damaged), scan the active segment
 record by record cutting a torn tail, then replay markers: the highest floor, tombstones, ttls.
-Damaged records are never served: `load()` raises CorruptRecord and `state().damaged` lists them.
+Damaged records are never served: `load()` raises CorruptRecord and `state().damaged` lists them;
+`load_next`/`load_last` raise CorruptRecord when the answer could lie in a damaged range, and
+`remove(seq)` of a damaged sequence accepts its loss.
+
+Group commit details beyond `storage.store`:
+
+* `begin_sync()` may be called while an earlier job is outstanding: the new job waits for it in
+  `run()` (and fails if it failed). Every job returned must be run; `close()` runs any that were
+  not. `finish_sync()` finishes earlier jobs too; a job that is done but never finished is
+  finished by the next `begin_sync()`.
+* If `job.run()` raises, call `finish_sync(job)` as usual (it does not raise). Nothing the job
+  covered is durable. Its bytes stay pending and are written again by the next job, but the
+  messages it covered are **withdrawn** (deleted): the publishers waiting on that job are told it
+  failed, so their messages must not show up later. Other changes it covered (removals, purges)
+  stay applied and become durable with the next successful job. After a failure, `store_msg`
+  first tries to write the pending bytes and raises StoreFull while that fails (disk full).
+* The tail of the active segment stays in memory (`cache_bytes`, at least everything not yet
+  durable), so reading recent messages costs no syscall.
 """
 
 from __future__ import annotations
@@ -50,11 +72,9 @@ from storage.commit import Compaction, FileSyncJob, IndexWrite, Plan
 from storage.durable import AppendFile, DamagedFile
 from storage.ranges import RangeSet
 from storage.record import (
-    MAX_OVERHEAD,
     MAX_SUBJECT,
-    OVERHEAD,
+    READ_SLACK,
     SEGMENT_HEADER_SIZE,
-    TTL,
     BadRecord,
     Damage,
     SegmentHeader,
@@ -62,6 +82,8 @@ from storage.record import (
 from storage.segment import DAMAGED, DELETED, LIVE, Segment
 from storage.store import (
     ALL,
+    FILE_HDR_OVERHEAD,
+    FILE_MSG_OVERHEAD,
     CorruptRecord,
     MessageStore,
     StoreConfig,
@@ -70,6 +92,8 @@ from storage.store import (
     StoreFull,
     StoreState,
     SyncJob,
+    file_msg_size,
+    subject_len,
 )
 from storage.subjects import matcher, normalize
 
@@ -102,6 +126,8 @@ def _full_error(e: OSError, what: str) -> StoreError:
 class FileStore(MessageStore):
     """See the module docstring. Not thread-safe: one loop thread, plus `SyncJob.run` anywhere."""
 
+    removals: int = 0  # MessageStore.removals: a plain attribute, counted in _delete_at/_drop_whole
+
     def __init__(self, directory: str, config: StoreConfig,
                  options: FileStoreOptions | None = None) -> None:
         self.config = config
@@ -129,11 +155,13 @@ class FileStore(MessageStore):
         self._first = 1  # the first live seq, or last_seq + 1
         self._msgs = 0
         self._bytes = 0
+        self.removals = 0
         self._damaged = RangeSet()
         self._ttl_heap: list[tuple[int, int]] = []
         # Durability.
         self._pending_tombs = array("Q")
         self._written_floor = 0
+        self._skip_pending = False  # skip_msg moved last_seq past every record: write a marker
         self._dirty: dict[int, Segment] = {}
         self._unindexed: list[Segment] = []
         self._dead: list[Segment] = []
@@ -143,6 +171,7 @@ class FileStore(MessageStore):
         self._jobs: deque[FileSyncJob] = deque()
         self._degraded: OSError | None = None  # the last sync failed: writes must get through
         self._compact_check = False  # deletions happened: look for a segment to compact
+        self._synced_seq = 0  # every message up to it was covered by a successful sync
         self._readers: OrderedDict[int, int] = OrderedDict()
         self._closed = False
         self._limited = False
@@ -365,8 +394,8 @@ class FileStore(MessageStore):
                 local = seg._new_local(0, rec.seq)
                 names[subject] = local
                 seg.names.append(subject)
-            seg.append_entry(rec.seq, rec.offset, len(subject) + rec.hdr_len + rec.data_len,
-                             rec.ts, local)
+            seg.append_entry(rec.seq, rec.offset, rec.size, rec.ts, local,
+                             1 if rec.hdr_len else 0)
             if rec.ttl:
                 seg.ttl_seqs.append(rec.seq)
                 seg.ttl_exps.append(rec.ts + rec.ttl)
@@ -410,6 +439,7 @@ class FileStore(MessageStore):
         self._bytes = sum(s.live_bytes for s in segs)
         self._first = self._scan_first()
         self._written_floor = floor
+        self._synced_seq = last_seq  # recovery made everything it serves durable
         if segs and segs[-1].file is not None:
             self._active = segs[-1]
         else:
@@ -564,6 +594,12 @@ class FileStore(MessageStore):
             raise _full_error(e, "cannot create a segment") from e
         old.sealed = True
         old.match_cache.clear()
+        f = old.file
+        if f.durable == f.length and not f.inflight and old.id not in self._dirty:
+            # Already durable: no job will finish it, so release its fd and window now (a job
+            # that covers it, pending or running, closes it in _finalize instead).
+            f.close()
+            old.file = None
         self._queue_index(old)
         self._drop_dead_front()
         return new
@@ -615,9 +651,14 @@ class FileStore(MessageStore):
             self._flush(seg)
         off = f.append(rec)
         seg.size = f.length
-        size = len(subject) + len(hdr) + len(data)
-        seg.add(seq, off, size, ts, gid)
+        size = FILE_MSG_OVERHEAD + len(self._sub_bytes[gid]) + len(hdr) + len(data)
+        if hdr:  # file_msg_size, inlined
+            size += FILE_HDR_OVERHEAD
+            seg.add(seq, off, size, ts, gid, 1)
+        else:
+            seg.add(seq, off, size, ts, gid, 0)
         self._dirty[seg.id] = seg
+        self._skip_pending = False  # this record carries the numbering
         self._last_seq = seq
         self._last_ts = ts
         self._msgs += 1
@@ -647,14 +688,25 @@ class FileStore(MessageStore):
         seg.file.trim(self._opt.cache_bytes, self._opt.retry_bytes)
 
     def _get_writes_through(self) -> None:
-        """After a failed sync: store only once buffered bytes can be written again."""
+        """After a failed sync: store only once buffered bytes can be written again (so a full
+        disk refuses publishes at once). While a retry runs, its outcome decides instead."""
         self._reap()
-        if any(not job.done.is_set() for job in self._jobs):
-            raise _full_error(self._degraded, "the last sync failed and one is still running")
+        if self._degraded is None or any(not job.done.is_set() for job in self._jobs):
+            return
         for seg in sorted(self._dirty.values(), key=lambda s: s.id):
             if seg.file is not None:
                 self._flush(seg)
         self._degraded = None
+
+    def skip_msg(self, ts: int) -> int:
+        self._check_open()
+        seq = self._last_seq + 1
+        self._last_seq = seq
+        self._last_ts = ts
+        if self._first == seq:  # nothing live: the front moves past it
+            self._first = seq + 1
+        self._skip_pending = True
+        return seq
 
     def skip_msgs(self, first_seq: int) -> None:
         self._check_open()
@@ -734,6 +786,7 @@ class FileStore(MessageStore):
             self._stale_last.add(gid)
         self._msgs -= 1
         self._bytes -= size
+        self.removals += 1
         self._compact_check = True
         front = seq == self._first
         if front:
@@ -781,6 +834,7 @@ class FileStore(MessageStore):
                 self._stale_last.add(gid)
         self._msgs -= n
         self._bytes -= seg.live_bytes
+        self.removals += n
         seg.live = 0
         seg.live_bytes = 0
         seg.flags = seg.flags.replace(bytes([LIVE]), bytes([DELETED]))
@@ -1041,7 +1095,7 @@ class FileStore(MessageStore):
 
     def _record_bytes(self, seg: Segment, i: int) -> bytes:
         off = seg.offs[i]
-        buf = self._read(seg, off, seg.sizes[i] + MAX_OVERHEAD)
+        buf = self._read(seg, off, seg.sizes[i] + READ_SLACK)
         rec = record.header_at(buf, 0, 1 << 62)
         if rec is not None and len(buf) < rec.length < (1 << 32):
             buf = self._read(seg, off, rec.length)  # multi-byte subject characters
@@ -1234,6 +1288,21 @@ class FileStore(MessageStore):
                          if flags[j] == LIVE and sids[j] in wanted_set)
         return total
 
+    @property
+    def first_seq(self) -> int:
+        return self._first if not self._damaged else self._floor()
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    @property
+    def msgs(self) -> int:
+        return self._msgs
+
+    def msg_size(self, subject: str, hdr: bytes, data: bytes) -> int:
+        return file_msg_size(subject_len(subject), len(hdr), len(data))
+
     def state(self) -> StoreState:
         self._check_open()
         first = self._floor()
@@ -1284,9 +1353,11 @@ class FileStore(MessageStore):
         seg = self._active
         floor = self._floor()
         wrote = False
-        if floor > self._written_floor:
+        if floor > self._written_floor or self._skip_pending:
+            # Also carries the numbering past skipped sequences that no record holds.
             seg.file.append(record.encode_purge(floor, self._last_seq, self._last_ts))
-            self._written_floor = floor
+            self._written_floor = max(self._written_floor, floor)
+            self._skip_pending = False
             wrote = True
         if self._pending_tombs:
             tombs = array("Q", (s for s in self._pending_tombs if s >= floor))
@@ -1335,6 +1406,7 @@ class FileStore(MessageStore):
         job.dir_ops = self._dir_ops
         job.segs = job_segs
         job.compactions = compactions
+        job.seq_hi = self._last_seq
         self._jobs.append(job)
         return job
 
@@ -1364,7 +1436,7 @@ class FileStore(MessageStore):
             if (seg.file is not None or seg.compacting or not seg.header.generation
                     or not seg.indexed or seg.live == len(seg.seqs)):
                 continue
-            live = seg.live_bytes + seg.live * MAX_OVERHEAD
+            live = seg.live_bytes + seg.live * READ_SLACK  # at most what their records take
             if live >= ratio * seg.size or seg.size - live < worth:
                 continue
             nxt = self._bases[k + 1]
@@ -1407,13 +1479,12 @@ class FileStore(MessageStore):
         new.lsub_first = array("Q", bytes(8 * nlocal))
         new.lsub_last = array("Q", bytes(8 * nlocal))
         new.sids = array(seg.sids.typecode)
-        extra = [len(self._sub_bytes[g]) - len(self._sub_names[g]) for g in seg.lsub_gid]
         ttls = dict(zip(seg.ttl_seqs, seg.ttl_exps, strict=True))
         ranges: list[list[int]] = []
         off = SEGMENT_HEADER_SIZE
         for i in keep:
-            seq, local, size = seg.seqs[i], seg.sids[i], seg.sizes[i]
-            length = OVERHEAD + size + extra[local] + (TTL.size if seq in ttls else 0)
+            seq, local, size, has_hdr = seg.seqs[i], seg.sids[i], seg.sizes[i], seg.hdrs[i]
+            length = record.msg_length(size, has_hdr, seq in ttls)
             old = seg.offs[i]
             if ranges and ranges[-1][0] + ranges[-1][1] == old:
                 ranges[-1][1] += length
@@ -1424,6 +1495,7 @@ class FileStore(MessageStore):
             new.sizes.append(size)
             new.tss.append(seg.tss[i])
             new.sids.append(local)
+            new.hdrs.append(has_hdr)
             if not new.lsub_total[local]:
                 new.lsub_first[local] = seq
             new.lsub_total[local] += 1
@@ -1469,7 +1541,7 @@ class FileStore(MessageStore):
         if c.renamed:
             flags = seg.flags
             seg.flags = bytearray(flags[i] for i in keep)
-            for name in ("header", "seqs", "offs", "sizes", "tss", "sids", "lsub_total",
+            for name in ("header", "seqs", "offs", "sizes", "tss", "sids", "hdrs", "lsub_total",
                          "lsub_first", "lsub_last", "tombs", "ttl_seqs", "ttl_exps",
                          "max_seq", "max_seq_ts", "size", "min_ts"):
                 setattr(seg, name, getattr(new, name))
@@ -1514,6 +1586,8 @@ class FileStore(MessageStore):
             return
         for seg, length in job.synced:
             seg.file.synced(length)
+        self._synced_seq = max(self._synced_seq, job.seq_hi)
+        self._degraded = None
         for seg in job.indexed:
             seg.indexed = True
         self._dir_synced = max(self._dir_synced, job.dir_ops)
@@ -1532,17 +1606,43 @@ class FileStore(MessageStore):
                 f.trim(self._opt.cache_bytes, self._opt.retry_bytes)
 
     def _sync_failed(self, job: FileSyncJob) -> None:
+        """Nothing the job covered is durable. Its bytes stay pending (the next job writes them
+        again), but the messages it covered are withdrawn: whoever waited on this job is told it
+        failed, so those messages must never show up later."""
         error = job.error
-        log.error("store %s: sync failed: %s", self.config.name, error)
         self._degraded = error if isinstance(error, OSError) else OSError(errno.EIO, str(error))
+        alive = set(map(id, self._segs))
         for seg in job.segs:
             seg.file.failed()
-            if seg in self._segs or seg is self._active:
+            if id(seg) in alive:
                 self._dirty[seg.id] = seg
         for seg in job.indexed:
-            self._queue_index(seg)
+            if id(seg) in alive:
+                self._queue_index(seg)
         self._patches = job.plan.patches + self._patches
         self._dead = job.dead + self._dead
+        withdrawn = self._withdraw(self._synced_seq + 1, job.seq_hi)
+        log.error("store %s: sync failed (%s); %d unsynced messages withdrawn", self.config.name,
+                  error, withdrawn)
+
+    def _withdraw(self, lo: int, hi: int) -> int:
+        """Delete the live messages with lo <= seq <= hi."""
+        removed = 0
+        if lo > hi:
+            return 0
+        k = max(0, bisect_right(self._bases, lo) - 1)
+        for seg in self._segs[k:]:
+            if seg.base > hi:
+                break
+            seqs, flags = seg.seqs, seg.flags
+            for i in range(seg.lower(lo), len(seqs)):
+                if seqs[i] > hi:
+                    break
+                if flags[i] == LIVE:
+                    self._delete_at(seg, i)
+                    removed += 1
+        self._drop_dead_front()
+        return removed
 
     def close(self) -> None:
         if self._closed:

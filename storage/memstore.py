@@ -3,7 +3,8 @@ consumers). Same semantics as FileStore; nothing is durable, so `begin_sync` ret
 
 Messages live in a dict by sequence, plus an ascending list of sequences (compacted lazily) for
 ordered scans and an insertion-ordered dict of sequences per subject, which gives each subject's
-count, first and last directly.
+count, first and last directly. Bytes count nats-server's memory-store size
+(`store.memory_msg_size`: 16 + subject + headers + payload).
 """
 
 from __future__ import annotations
@@ -13,17 +14,22 @@ from bisect import bisect_left
 
 from storage.store import (
     ALL,
+    MEMORY_MSG_OVERHEAD,
     MessageStore,
     StoreConfig,
     StoredMessage,
     StoreError,
     StoreState,
     SyncJob,
+    memory_msg_size,
+    subject_len,
 )
 from storage.subjects import matcher, normalize
 
 
 class MemoryStore(MessageStore):
+    removals: int = 0  # MessageStore.removals: a plain attribute, counted where messages go
+
     def __init__(self, config: StoreConfig) -> None:
         self.config = config
         self._msgs: dict[int, StoredMessage] = {}
@@ -33,6 +39,7 @@ class MemoryStore(MessageStore):
         self._last_seq = max(1, config.first_seq) - 1
         self._last_ts = 0
         self._bytes = 0
+        self.removals = 0
         self._ttl_heap: list[tuple[int, int]] = []
         self._ts_sorted = True
         self._max_ts = -(1 << 63)
@@ -62,9 +69,14 @@ class MemoryStore(MessageStore):
         norm = normalize(filters)
         return None if norm is None else matcher(norm)
 
+    @staticmethod
+    def _size(msg: StoredMessage) -> int:
+        return memory_msg_size(subject_len(msg.subject), len(msg.hdr), len(msg.data))
+
     def _remove(self, seq: int) -> None:
         msg = self._msgs.pop(seq)
-        self._bytes -= msg.size
+        self._bytes -= self._size(msg)
+        self.removals += 1
         subject_seqs = self._by_subject[msg.subject]
         del subject_seqs[seq]
         if not subject_seqs:
@@ -86,7 +98,8 @@ class MemoryStore(MessageStore):
         self._msgs[seq] = msg
         self._seqs.append(seq)
         self._by_subject.setdefault(subject, {})[seq] = None
-        self._bytes += msg.size
+        self._bytes += (MEMORY_MSG_OVERHEAD + len(hdr) + len(data)  # memory_msg_size, inlined
+                        + (len(subject) if subject.isascii() else len(subject.encode())))
         self._last_seq = seq
         self._last_ts = ts
         if ts < self._max_ts:
@@ -112,6 +125,12 @@ class MemoryStore(MessageStore):
             while self._bytes > cfg.max_bytes:
                 self._remove(self._first())
         self._compact()
+
+    def skip_msg(self, ts: int) -> int:
+        self._check_open()
+        self._last_seq += 1
+        self._last_ts = ts
+        return self._last_seq
 
     def skip_msgs(self, first_seq: int) -> None:
         self._check_open()
@@ -140,6 +159,7 @@ class MemoryStore(MessageStore):
             self._by_subject.clear()
             self._bytes = 0
             self._ttl_heap = []
+            self.removals += n
             return n
         candidates = [m.seq for m in self._live_from(0) if match is None or match(m.subject)]
         if keep > 0:
@@ -229,6 +249,21 @@ class MemoryStore(MessageStore):
                 return len(self._msgs)
             return sum(len(s) for subj, s in self._by_subject.items() if match(subj))
         return sum(1 for m in self._live_from(start_seq) if match is None or match(m.subject))
+
+    @property
+    def first_seq(self) -> int:
+        return self._first()
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    @property
+    def msgs(self) -> int:
+        return len(self._msgs)
+
+    def msg_size(self, subject: str, hdr: bytes, data: bytes) -> int:
+        return memory_msg_size(subject_len(subject), len(hdr), len(data))
 
     def state(self) -> StoreState:
         self._check_open()

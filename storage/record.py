@@ -28,7 +28,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from storage.store import StoredMessage
+from storage.store import FILE_HDR_OVERHEAD, FILE_MSG_OVERHEAD, StoredMessage, file_msg_size
 
 KIND_MSG = 0xB1
 KIND_ERASED = 0xB2
@@ -84,6 +84,16 @@ def encode_msg(seq: int, ts: int, ttl: int, subject: bytes, hdr: bytes, data: by
     return body + CRC.pack(zlib.crc32(body))
 
 
+def msg_length(size: int, has_hdr: int, has_ttl: bool) -> int:
+    """The length on disk of a MSG record that counts `size` bytes (`Record.size`)."""
+    return (size - FILE_MSG_OVERHEAD - (FILE_HDR_OVERHEAD if has_hdr else 0) + OVERHEAD
+            + (TTL.size if has_ttl else 0))
+
+
+# A MSG record is at most this much longer than its size: read size + READ_SLACK to get it whole.
+READ_SLACK = OVERHEAD + TTL.size - FILE_MSG_OVERHEAD
+
+
 def encode_del(seqs: array) -> bytes:
     payload = u64_bytes(seqs)
     body = HEADER.pack(KIND_DEL, 0, 0, 0, len(payload), 0, 0) + payload
@@ -123,9 +133,8 @@ class Record:
 
     @property
     def size(self) -> int:
-        """Stored bytes for limits: subject + header + data (the subject counted as bytes; the
-        store uses the decoded subject's length, equal for ASCII subjects)."""
-        return self.subject_len + self.hdr_len + self.data_len
+        """What a message record counts in the store's bytes (`store.file_msg_size`)."""
+        return file_msg_size(self.subject_len, self.hdr_len, self.data_len)
 
 
 def header_at(buf: bytes, off: int, end: int) -> Record | None:

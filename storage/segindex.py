@@ -5,10 +5,11 @@ atomically.
 Payload: `u32 head_len | head (JSON) | blobs`. The head names the segment (id, generation, size and
 the CRC32 of the whole segment file, so an index never describes another version of the file),
 counts, array type codes, markers, damaged stretches and the byte length of each blob. Blobs, in
-order: seqs (empty when the sequences are contiguous), offsets, sizes, timestamps, local subject
-ids, per-subject record count, first seq and last seq, the subject names ("\\n"-joined), tombstone
-seqs, ttl seqs and their expiry times. Arrays are in the machine's byte order, which the head
-records; an index from a machine of the other order is ignored (rebuilt by scanning).
+order: seqs (empty when the sequences are contiguous), offsets, sizes (as counted in the store's
+bytes), timestamps, local subject ids, has-headers flags, per-subject record count, first seq and
+last seq, the subject names ("\\n"-joined), tombstone seqs, ttl seqs and their expiry times.
+Arrays are in the machine's byte order, which the head records; an index from a machine of the
+other order, or of another VERSION, is ignored (rebuilt by scanning).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import Any
 from storage.record import SegmentHeader
 from storage.segment import DAMAGED, Segment
 
-VERSION = 1
+VERSION = 2  # 2: sizes count nats-server's per-message overhead; has-headers flags
 _LEN = struct.Struct("<I")
-_BLOBS = ("seqs", "offs", "sizes", "tss", "sids", "lsub_total", "lsub_first", "lsub_last",
+_BLOBS = ("seqs", "offs", "sizes", "tss", "sids", "hdrs", "lsub_total", "lsub_first", "lsub_last",
           "names", "tombs", "ttl_seqs", "ttl_exps")
 
 
@@ -49,7 +50,7 @@ def head_and_blobs(seg: Segment, names: list[str]) -> tuple[dict[str, Any], list
     }
     blobs = [
         b"" if contiguous else seg.seqs.tobytes(), seg.offs.tobytes(), seg.sizes.tobytes(),
-        seg.tss.tobytes(), seg.sids.tobytes(), seg.lsub_total.tobytes(),
+        seg.tss.tobytes(), seg.sids.tobytes(), bytes(seg.hdrs), seg.lsub_total.tobytes(),
         seg.lsub_first.tobytes(), seg.lsub_last.tobytes(), "\n".join(names).encode(),
         seg.tombs.tobytes(), seg.ttl_seqs.tobytes(), seg.ttl_exps.tobytes(),
     ]
@@ -99,8 +100,9 @@ def _segment(head: dict[str, Any], blobs: dict[str, bytes], seg_id: int, path: s
     seg.sizes = _array("I", blobs["sizes"])
     seg.tss = _array("q", blobs["tss"])
     seg.sids = _array(head["sid_type"], blobs["sids"])
+    seg.hdrs = bytearray(blobs["hdrs"])
     if not (len(seg.seqs) == len(seg.offs) == len(seg.sizes) == len(seg.tss) == len(seg.sids)
-            == n):
+            == len(seg.hdrs) == n):
         raise ValueError("index arrays disagree on the entry count")
     seg.lsub_total = _array("I", blobs["lsub_total"])
     seg.lsub_first = _array("Q", blobs["lsub_first"])

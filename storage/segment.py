@@ -1,11 +1,13 @@
 """One segment file's in-memory index: compact arrays, no Python object per message.
 
 Per message (entry) a segment keeps, in `array`s: seq (u64), file offset (u32), size (u32, what
-counts against byte limits), timestamp (i64), local subject id (u8/u16/u32, widened on demand) and
-one flag byte (0 live, 1 deleted, 2 damaged): 26 to 29 bytes. Subjects are numbered per segment
-("local ids"); `lsub_gid` maps them to the store's global subject ids, and `lsub_live` counts the
-live messages of each, which is the per-segment subject summary that lets filtered scans skip a
-segment and lets whole segments be dropped without touching their entries.
+counts in the store's bytes and against byte limits: `storage.store.file_msg_size`), timestamp
+(i64), local subject id (u8/u16/u32, widened on demand), one flag byte (0 live, 1 deleted,
+2 damaged) and one byte saying whether the message has headers (with the ttl, it turns the size
+into the record's length on disk, which compaction needs): 27 to 30 bytes. Subjects are numbered
+per segment ("local ids"); `lsub_gid` maps them to the store's global subject ids, and
+`lsub_live` counts the live messages of each, which is the per-segment subject summary that lets
+filtered scans skip a segment and lets whole segments be dropped without touching their entries.
 
 A segment also remembers the markers its file holds (tombstones, the highest purge floor) and the
 ttl of messages that have one, because recovery replays them.
@@ -25,11 +27,11 @@ _WIDER = {"B": ("H", 0xFF), "H": ("I", 0xFFFF)}
 
 class Segment:
     __slots__ = (
-        "base", "compacting", "erase_later", "expire_pos", "file", "flags", "gaps", "header",
-        "id", "index_queued", "indexed", "live", "live_bytes", "lmap", "lsub_first", "lsub_gid",
-        "lsub_last", "lsub_live", "lsub_total", "mark_floor", "mark_last_seq", "mark_last_ts",
-        "match_cache", "max_seq", "max_seq_ts", "max_ts", "min_ts", "names", "offs", "path",
-        "pin_fd", "sealed", "seqs", "sids", "size", "sizes", "tombs", "ts_sorted", "tss",
+        "base", "compacting", "erase_later", "expire_pos", "file", "flags", "gaps", "hdrs",
+        "header", "id", "index_queued", "indexed", "live", "live_bytes", "lmap", "lsub_first",
+        "lsub_gid", "lsub_last", "lsub_live", "lsub_total", "mark_floor", "mark_last_seq",
+        "mark_last_ts", "match_cache", "max_seq", "max_seq_ts", "max_ts", "min_ts", "names", "offs",
+        "path", "pin_fd", "sealed", "seqs", "sids", "size", "sizes", "tombs", "ts_sorted", "tss",
         "ttl_exps", "ttl_seqs",
     )
 
@@ -46,6 +48,7 @@ class Segment:
         self.tss = array("q")
         self.sids = array("B")
         self.flags = bytearray()
+        self.hdrs = bytearray()  # 1: the message has headers
         self.lsub_gid = array("I")  # local subject id -> global id
         self.lsub_live = array("I")  # live messages per local subject
         self.lsub_total = array("I")  # message records per local subject (what the file holds)
@@ -82,21 +85,23 @@ class Segment:
 
     # Appending
 
-    def add(self, seq: int, off: int, size: int, ts: int, gid: int) -> None:
+    def add(self, seq: int, off: int, size: int, ts: int, gid: int, has_hdr: int) -> None:
         """Append a live entry for global subject `gid`."""
         lmap = self.lmap
         local = lmap.get(gid) if lmap is not None else self.local(gid)
         if local is None:
             local = self._new_local(gid, seq)
-        self.append_entry(seq, off, size, ts, local)
+        self.append_entry(seq, off, size, ts, local, has_hdr)
 
-    def append_entry(self, seq: int, off: int, size: int, ts: int, local: int) -> None:
+    def append_entry(self, seq: int, off: int, size: int, ts: int, local: int,
+                     has_hdr: int) -> None:
         self.seqs.append(seq)
         self.offs.append(off)
         self.sizes.append(size)
         self.tss.append(ts)
         self.sids.append(local)
         self.flags.append(LIVE)
+        self.hdrs.append(has_hdr)
         self.lsub_live[local] += 1
         self.lsub_total[local] += 1
         self.lsub_last[local] = seq

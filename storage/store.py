@@ -11,9 +11,13 @@ Durability contract (group commit):
     await loop.run_in_executor(None, job.run)   # worker thread: write + fdatasync, no store state
     store.finish_sync(job)            # loop thread: what the job covered is now durable
 
-Everything stored, removed or purged before `begin_sync()` is on stable storage once `job.run()`
-has returned; only then may a PubAck (or API reply) for it be sent. Stores may be used while a job
-runs; those later changes are covered by the next job.
+Everything stored, skipped, removed or purged before `begin_sync()` is on stable storage once
+`job.run()` has returned; only then may a PubAck (or API reply) for it be sent. Stores may be used
+while a job runs; those later changes are covered by the next job.
+
+Byte accounting: `StoreState.bytes` and `max_bytes` count what nats-server counts, which depends on
+the kind of store: `file_msg_size` for a FileStore, `memory_msg_size` for a MemoryStore
+(`MessageStore.msg_size` gives the store's own). Subjects count as UTF-8 bytes.
 """
 
 from __future__ import annotations
@@ -22,6 +26,31 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 ALL = ">"  # the filter that matches every subject
+
+# nats-server's per-message overhead (server/filestore.go fileStoreMsgSize, memstore.go
+# memStoreMsgSize): a file-store record has a 22-byte header (length, seq, ts, subject length)
+# and an 8-byte hash, plus a 4-byte header length when the message has headers; a memory-store
+# message counts 16 bytes (seq and timestamp).
+FILE_MSG_OVERHEAD = 30
+FILE_HDR_OVERHEAD = 4
+MEMORY_MSG_OVERHEAD = 16
+
+
+def file_msg_size(subject_len: int, hdr_len: int, data_len: int) -> int:
+    """What one FileStore message counts in `StoreState.bytes` and against `max_bytes`
+    (`subject_len` in UTF-8 bytes): 30 + subject + headers + payload, + 4 when headers."""
+    return (FILE_MSG_OVERHEAD + subject_len + hdr_len + data_len
+            + (FILE_HDR_OVERHEAD if hdr_len else 0))
+
+
+def memory_msg_size(subject_len: int, hdr_len: int, data_len: int) -> int:
+    """What one MemoryStore message counts: 16 + subject + headers + payload."""
+    return MEMORY_MSG_OVERHEAD + subject_len + hdr_len + data_len
+
+
+def subject_len(subject: str) -> int:
+    """The subject's length in UTF-8 bytes (as nats-server counts it)."""
+    return len(subject) if subject.isascii() else len(subject.encode())
 
 
 class StoreError(Exception):
@@ -51,7 +80,9 @@ class StoredMessage:
 
     @property
     def size(self) -> int:
-        """What counts against byte limits (as nats-server counts: subject + header + data)."""
+        """The raw content: len(subject) + len(hdr) + len(data), with no per-message overhead.
+        This is *not* what `StoreState.bytes` and `max_bytes` count: see `MessageStore.msg_size`
+        (`file_msg_size` / `memory_msg_size`)."""
         return len(self.subject) + len(self.hdr) + len(self.data)
 
 
@@ -94,6 +125,35 @@ class MessageStore(ABC):
 
     config: StoreConfig
 
+    # Cheap accessors: O(1), no StoreState built. Equal to the StoreState fields of the same name.
+
+    @property
+    @abstractmethod
+    def first_seq(self) -> int:
+        """`state().first_seq`: the first live (or damaged) sequence, last_seq + 1 when empty."""
+
+    @property
+    @abstractmethod
+    def last_seq(self) -> int:
+        """`state().last_seq`: the last sequence used (stored or skipped)."""
+
+    @property
+    @abstractmethod
+    def msgs(self) -> int:
+        """`state().msgs`."""
+
+    @property
+    @abstractmethod
+    def removals(self) -> int:
+        """How many messages have left the store since it was opened, by any cause: remove,
+        purge, skip_msgs, limits (also those enforced inside store_msg and update_config and at
+        open), expiry, a failed sync withdrawing messages, a record found damaged on read. Only
+        grows. Compaction, skip_msg and a `remove` of an already gone (or already counted
+        damaged) sequence do not count. So between two moments `msgs` changes by exactly the
+        messages stored minus the change of `removals`, and counts derived from the store (a
+        consumer's pending) are stale exactly when `removals` moved. Implementations keep it as
+        a plain attribute, so reading it after every store_msg costs nothing."""
+
     # Writing
 
     @abstractmethod
@@ -101,6 +161,15 @@ class MessageStore(ABC):
         """Append with the next sequence; then enforce limits (drop oldest). Returns the seq.
 
         Raises StoreFull if it cannot be stored (nothing changes then)."""
+
+    @abstractmethod
+    def skip_msg(self, ts: int) -> int:
+        """Use the next sequence without storing a message (nats-server's SkipMsg, for a message
+        nobody is interested in). Returns that seq; last_seq and last_ts become (seq, ts). The
+        seq then looks exactly like a removed message: a deleted interior sequence, or, when
+        the store holds no message, first_seq moves past it. No limits are enforced. In a
+        FileStore the next sync makes it durable (a marker record, no payload): after a restart
+        the sequence stays used."""
 
     @abstractmethod
     def skip_msgs(self, first_seq: int) -> None:
@@ -153,6 +222,11 @@ class MessageStore(ABC):
     @abstractmethod
     def state(self) -> StoreState:
         ...
+
+    @abstractmethod
+    def msg_size(self, subject: str, hdr: bytes, data: bytes) -> int:
+        """What this message would count in `StoreState.bytes` (and against `max_bytes`) in this
+        store: `file_msg_size` or `memory_msg_size`."""
 
     @abstractmethod
     def subjects(self, filter: str = ALL) -> dict[str, int]:

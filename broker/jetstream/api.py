@@ -44,7 +44,7 @@ class JetStreamApi:
         self.server = js.server
         self._tasks: set[asyncio.Task] = set()
         js.direct_get = self.direct_get_handler
-        # API subject (after the prefix) -> (response type, handler, number of name tokens)
+        # API subject (after the prefix) -> (response type, handler)
         self.routes: dict[str, tuple[str, Handler]] = {
             "INFO": ("account_info_response", self.account_info),
             "STREAM.CREATE.*": ("stream_create_response", self.stream_create),
@@ -57,6 +57,7 @@ class JetStreamApi:
             "STREAM.MSG.GET.*": ("stream_msg_get_response", self.msg_get),
             "STREAM.MSG.DELETE.*": ("stream_msg_delete_response", self.msg_delete),
             "STREAM.LEADER.STEPDOWN.*": ("stream_leader_stepdown_response", self.stepdown),
+            "STREAM.PEER.REMOVE.*": ("stream_remove_peer_response", self.stepdown),
             "CONSUMER.CREATE.*": ("consumer_create_response", self.consumer_create),
             "CONSUMER.CREATE.*.*": ("consumer_create_response", self.consumer_create),
             "CONSUMER.CREATE.*.*.>": ("consumer_create_response", self.consumer_create),
@@ -67,6 +68,16 @@ class JetStreamApi:
             "CONSUMER.LIST.*": ("consumer_list_response", self.consumer_list),
             "CONSUMER.LEADER.STEPDOWN.*.*": ("consumer_leader_stepdown_response",
                                              self.consumer_stepdown),
+        }
+        # Fields nats-server also puts in an error response of these kinds.
+        paging = {"total": 0, "offset": 0, "limit": 0}
+        self.error_fields: dict[str, dict[str, Any]] = {
+            "stream_info_response": paging,
+            "stream_names_response": {**paging, "streams": None},
+            "stream_list_response": {**paging, "streams": []},
+            "stream_purge_response": {"purged": 0},
+            "consumer_names_response": {**paging, "consumers": []},
+            "consumer_list_response": {**paging, "consumers": []},
         }
 
     def prefixes(self) -> list[str]:
@@ -81,6 +92,9 @@ class JetStreamApi:
             for pattern, (kind, handler) in self.routes.items():
                 self.server.subscribe_internal(f"{prefix}.{pattern}",
                                                self._endpoint(kind, handler, skip))
+            # Like nats-server (which imports $JS.API.> into the account), a request no API
+            # serves is swallowed: the client times out rather than seeing "no responders".
+            self.server.subscribe_internal(f"{prefix}.>", _ignore)
 
     def _endpoint(self, kind: str, handler: Handler, skip: int
                   ) -> Callable[[bytes, bytes, int, bytes], None]:
@@ -94,16 +108,17 @@ class JetStreamApi:
 
     def _dispatch(self, kind: str, handler: Handler, tokens: list[str], reply: bytes,
                   body: bytes) -> None:
-        self.js.api_total += 1
         try:
+            if kind in EMPTY_ONLY:
+                _require_empty(body)
             request = parse_json(body)
             result = handler(tokens, request, body)
         except ApiError as exc:
-            self._respond(kind, reply, {"error": exc.to_json()})
+            self._respond(kind, reply, self._error(kind, exc))
             return
         except Exception:
             logger.exception("JetStream API %s failed", kind)
-            self._respond(kind, reply, {"error": ApiError(500, 10003, "internal error").to_json()})
+            self._respond(kind, reply, self._error(kind, ApiError(500, 10003, "internal error")))
             return
         if isinstance(result, dict):
             self._respond(kind, reply, result)
@@ -116,17 +131,22 @@ class JetStreamApi:
         try:
             result = await pending
         except ApiError as exc:
-            result = {"error": exc.to_json()}
+            result = self._error(kind, exc)
         except Exception:
             logger.exception("JetStream API %s failed", kind)
-            result = {"error": ApiError(500, 10003, "internal error").to_json()}
+            result = self._error(kind, ApiError(500, 10003, "internal error"))
         self._respond(kind, reply, result)
 
+    def _error(self, kind: str, exc: ApiError) -> dict[str, Any]:
+        return {"error": exc.to_json(), **self.error_fields.get(kind, {})}
+
     def _respond(self, kind: str, reply: bytes, body: dict[str, Any]) -> None:
-        if "error" in body:
-            self.js.api_errors += 1
         payload = {"type": TYPE_PREFIX + kind, **body}
         self.server.publish_internal(reply, payload=json.dumps(payload).encode())
+        # Counted after answering: INFO reports the requests before it, as nats-server does.
+        self.js.api_total += 1
+        if "error" in body:
+            self.js.api_errors += 1
 
     def _decode_config(self, request: dict[str, Any]) -> StreamConfig:
         unknown: list[str] = []
@@ -146,12 +166,11 @@ class JetStreamApi:
         return {
             "memory": js.usage("memory"),
             "storage": js.usage("file"),
-            "reserved_memory": js.reserved("memory"),
-            "reserved_storage": js.reserved("file"),
             "streams": len(js.streams),
             "consumers": sum(s.consumer_count for s in js.streams.values()),
-            "limits": {"max_memory": js.max_memory, "max_storage": js.max_storage,
-                       "max_streams": -1, "max_consumers": -1, "max_ack_pending": -1,
+            # The account's own limits: none are configured (the server's are in /jsz).
+            "limits": {"max_memory": -1, "max_storage": -1, "max_streams": -1,
+                       "max_consumers": -1, "max_ack_pending": -1,
                        "memory_max_stream_bytes": -1, "storage_max_stream_bytes": -1,
                        "max_bytes_required": False},
             "api": {"total": js.api_total, "errors": js.api_errors},
@@ -162,20 +181,21 @@ class JetStreamApi:
 
     def stream_create(self, tokens: list[str], request: dict[str, Any], body: bytes
                       ) -> dict[str, Any]:
+        _require_body(body)
         config = self._decode_config(request)
         name = tokens[-1]
         if config.name != name:
             raise errors.stream_name_mismatch()
         if "\\" in name or "/" in name:
             raise ApiError(400, 10128, "Stream name can not contain path separators")
-        stream, created = self.js.add_stream(config)
+        stream, _ = self.js.add_stream(config)
         info = stream.info(now=now_ns())
-        if created:
-            info["did_create"] = True
+        info["did_create"] = True  # also for an identical re-create, as nats-server 2.10 says
         return info
 
     def stream_update(self, tokens: list[str], request: dict[str, Any], body: bytes
                       ) -> dict[str, Any]:
+        _require_body(body)
         config = self._decode_config(request)
         if config.name != tokens[-1]:
             raise errors.stream_name_mismatch()
@@ -192,26 +212,27 @@ class JetStreamApi:
             raise errors.too_many_subjects()
         info = stream.info(subjects_filter, bool(request.get("deleted_details")), now_ns())
         subjects = info["state"].get("subjects")
-        if subjects_filter:
+        paging = {"total": 0, "offset": 0, "limit": 0}
+        if subjects:
             offset = _offset(request)
-            names = sorted(subjects or {})
+            names = sorted(subjects)
             page = names[offset:offset + MAX_SUBJECT_DETAILS]
-            if subjects:
-                info["state"]["subjects"] = {n: subjects[n] for n in page}
-            info.update({"total": len(names), "offset": offset, "limit": MAX_SUBJECT_DETAILS})
-        return info
+            info["state"]["subjects"] = {n: subjects[n] for n in page}
+            paging = {"total": len(names), "offset": offset, "limit": MAX_SUBJECT_DETAILS}
+        return {**paging, **info}
 
     def stream_names(self, tokens: list[str], request: dict[str, Any], body: bytes
                      ) -> dict[str, Any]:
-        offset = _offset(request)
         names = sorted(self._streams_matching(request.get("subject")))
+        offset = min(_offset(request), len(names))
+        page = names[offset:offset + NAMES_LIMIT]
         return {"total": len(names), "offset": offset, "limit": NAMES_LIMIT,
-                "streams": names[offset:offset + NAMES_LIMIT]}
+                "streams": page or None}  # nats-server sends null, not [], for none
 
     def stream_list(self, tokens: list[str], request: dict[str, Any], body: bytes
                     ) -> dict[str, Any]:
-        offset = _offset(request)
         names = sorted(self._streams_matching(request.get("subject")))
+        offset = min(_offset(request), len(names))
         now = now_ns()
         infos = [self.js.streams[n].info(now=now) for n in names[offset:offset + LIST_LIMIT]]
         out: dict[str, Any] = {"total": len(names), "offset": offset, "limit": LIST_LIMIT,
@@ -229,6 +250,7 @@ class JetStreamApi:
 
     async def stream_delete(self, tokens: list[str], request: dict[str, Any], body: bytes
                             ) -> dict[str, Any]:
+        _require_empty(body)
         await self.js.delete_stream(tokens[-1])
         return {"success": True}
 
@@ -255,7 +277,8 @@ class JetStreamApi:
     async def _durable(self, stream: Stream) -> None:
         """Wait until the stream's changes so far are on disk (group commit)."""
         done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
-        self.js.after_durable(stream, lambda err: done.done() or done.set_result(err))
+        self.js.commit.after_sync(stream.store,
+                                  lambda err: done.done() or done.set_result(err))
         error = await done
         if error is not None:
             raise errors.store_failed(f"store sync failed: {error}")
@@ -265,6 +288,7 @@ class JetStreamApi:
     def consumer_create(self, tokens: list[str], request: dict[str, Any], body: bytes
                         ) -> dict[str, Any]:
         """All create forms, checked in nats-server's order (jsConsumerCreateRequest)."""
+        _require_body(body)
         legacy_durable = tokens[1] == "DURABLE"
         if legacy_durable:
             stream_name, subject_name, filtered = tokens[3], tokens[4], ""
@@ -334,6 +358,7 @@ class JetStreamApi:
 
     def consumer_delete(self, tokens: list[str], request: dict[str, Any], body: bytes
                         ) -> dict[str, Any]:
+        _require_empty(body)
         stream = self.js.lookup(tokens[2])
         self.js.remove_consumer(stream, tokens[3])
         return {"success": True}
@@ -341,16 +366,16 @@ class JetStreamApi:
     def consumer_names(self, tokens: list[str], request: dict[str, Any], body: bytes
                        ) -> dict[str, Any]:
         stream = self.js.lookup(tokens[2])
-        offset = _offset(request)
         names = sorted(stream.consumers)
+        offset = min(_offset(request), len(names))
         return {"total": len(names), "offset": offset, "limit": NAMES_LIMIT,
                 "consumers": names[offset:offset + NAMES_LIMIT]}
 
     def consumer_list(self, tokens: list[str], request: dict[str, Any], body: bytes
                       ) -> dict[str, Any]:
         stream = self.js.lookup(tokens[2])
-        offset = _offset(request)
         names = sorted(stream.consumers)
+        offset = min(_offset(request), len(names))
         now = now_ns()
         return {"total": len(names), "offset": offset, "limit": LIST_LIMIT,
                 "consumers": [stream.consumers[n].info(now)
@@ -358,7 +383,6 @@ class JetStreamApi:
 
     def consumer_stepdown(self, tokens: list[str], request: dict[str, Any], body: bytes
                           ) -> dict[str, Any]:
-        self._consumer(tokens)
         raise errors.cluster_required()
 
     # Messages
@@ -390,6 +414,10 @@ class JetStreamApi:
         seq = request.get("seq", 0)
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
             raise errors.invalid_json("seq must be a number")
+        if not seq:
+            raise errors.bad_request()
+        if seq > stream.store.state().last_seq:
+            raise errors.stream_msg_delete_failed("stream store EOF")
         if not stream.store.remove(seq, erase=not request.get("no_erase", False)):
             raise ApiError(400, 10043, f"sequence {seq} not found")
         stream.on_removed()
@@ -398,8 +426,7 @@ class JetStreamApi:
 
     def stepdown(self, tokens: list[str], request: dict[str, Any], body: bytes
                  ) -> dict[str, Any]:
-        self.js.lookup(tokens[-1])
-        raise errors.cluster_required()
+        raise errors.cluster_required()  # one server: nothing to step down from
 
     # Direct get (raw messages, no JSON envelope)
 
@@ -421,10 +448,17 @@ class JetStreamApi:
                 return self._status(reply, "408", "Bad Request")
             msg = self._direct_load(stream, reply, 0, ".".join(subject_tokens), "")
         else:
-            if not body.strip():
+            try:
+                request = parse_json(body, allow_empty=False)
+            except ApiError:
+                text = body.strip()
+                empty = not text or text == b'""'
+                return self._status(reply, "408", "Empty Request" if empty else
+                                    "Malformed Request")
+            if not request:
                 return self._status(reply, "408", "Empty Request")
             try:
-                seq, last_by, next_by = _msg_get_request(parse_json(body, allow_empty=False))
+                seq, last_by, next_by = _msg_get_request(request)
             except ApiError:
                 return self._status(reply, "408", "Bad Request")
             msg = self._direct_load(stream, reply, seq, last_by, next_by)
@@ -451,6 +485,24 @@ class JetStreamApi:
         self.server.publish_internal(reply, payload=block, hdr=len(block))
 
 
+# APIs whose request must be empty (checked before any JSON parsing, like nats-server).
+EMPTY_ONLY = frozenset({"stream_delete_response", "consumer_delete_response"})
+
+
+def _ignore(subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
+    pass
+
+
+def _require_body(body: bytes) -> None:
+    if not body.strip():
+        raise errors.invalid_json("empty request")
+
+
+def _require_empty(body: bytes) -> None:
+    if body.strip():
+        raise ApiError(400, 10038, "expected an empty request payload")
+
+
 def _offset(request: dict[str, Any]) -> int:
     offset = request.get("offset", 0) or 0
     if not isinstance(offset, int) or offset < 0:
@@ -465,7 +517,8 @@ def _msg_get_request(request: dict[str, Any]) -> tuple[int, str, str]:
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or \
             not isinstance(last_by, str) or not isinstance(next_by, str):
         raise errors.invalid_json("bad message get request")
-    if (seq > 0 and last_by) or (seq == 0 and not last_by and not next_by):
+    if (seq > 0 and last_by) or (last_by and next_by) or \
+            (seq == 0 and not last_by and not next_by):
         raise errors.bad_request()
     return seq, last_by, next_by
 

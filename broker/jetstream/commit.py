@@ -1,10 +1,14 @@
 """Group commit: replies that promise durability are released only after the fsync covering them.
 
-A stream stores a message (a write into the store's buffer) and asks `after_sync(store, reply)`.
-Once per loop turn, every store with waiting replies starts one sync job in a worker thread; when
-it returns, all replies registered before the job began are released. Replies registered while a
-job runs wait for the next one, because their bytes may not be covered. One fdatasync thus pays for
-every message that arrived while the previous one ran.
+Anything that changes a store asks for a sync (`request(store)`, or `after_sync(store, reply)`
+when a reply must wait for it). Once per loop turn, every store that asked starts one sync job in
+a worker thread; when it returns, everything registered before the job began is released. What
+arrives while a job runs waits for the next one, because its bytes may not be covered. One
+fdatasync thus pays for every message that arrived while the previous one ran.
+
+A store may also have a watcher: `mark()` is called as each job starts (a stream returns its last
+sequence) and `durable(mark)` or `failed(mark, error)` when it ends. Streams use this to release
+PubAcks in bulk and to let consumers deliver only what is on disk.
 
 With `sync_interval` set (an explicit opt-in), replies go out at once and stores are synced on a
 timer: faster, and able to lose acknowledged messages on power loss.
@@ -14,75 +18,97 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from broker.log import logger
-from storage.store import MessageStore
+from storage.store import SyncJob
 
 # Called with None once durable, or with the error that prevented it.
 Reply = Callable[[BaseException | None], None]
+
+
+class Syncable(Protocol):
+    """What group commit needs of a store (message stores and consumer state logs)."""
+
+    def begin_sync(self) -> SyncJob | None: ...
+
+    def finish_sync(self, job: SyncJob) -> None: ...
+
+
+@dataclass
+class Watcher:
+    mark: Callable[[], int]
+    durable: Callable[[int], None]
+    failed: Callable[[int, BaseException], None]
 
 
 class GroupCommit:
     def __init__(self, loop: asyncio.AbstractEventLoop, sync_interval: float | None = None) -> None:
         self.loop = loop
         self.sync_interval = sync_interval
-        self._waiting: dict[MessageStore, list[Reply]] = {}
-        self._in_flight: dict[MessageStore, asyncio.Task] = {}
+        self._waiting: dict[Syncable, list[Reply]] = {}  # stores that asked, and their replies
+        self._in_flight: dict[Syncable, asyncio.Task] = {}
+        self._watchers: dict[Syncable, Watcher] = {}
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
-        # store -> (called as a job starts, returns a mark; called with the mark once durable)
-        self._watchers: dict[Any, tuple[Callable[[], int], Callable[[int], None]]] = {}
         self.syncs = 0  # completed sync jobs, for monitoring and tests
         if sync_interval is not None:
             self._timer = loop.call_later(sync_interval, self._periodic)
 
-    def after_sync(self, store: MessageStore, reply: Reply) -> None:
+    @property
+    def lazy(self) -> bool:
+        return self.sync_interval is not None
+
+    def request(self, store: Syncable) -> None:
+        """`store` changed: sync it soon."""
+        if store not in self._waiting:
+            self._waiting[store] = []
+        if not self._scheduled and self.sync_interval is None:
+            self._scheduled = True
+            self.loop.call_soon(self._start_jobs)
+
+    def after_sync(self, store: Syncable, reply: Reply) -> None:
         """Call `reply` once everything `store` holds now is durable."""
         if self.sync_interval is not None:
             self._waiting.setdefault(store, [])  # remember the store for the periodic sync
             reply(None)
             return
-        self._waiting.setdefault(store, []).append(reply)
-        if not self._scheduled:
-            self._scheduled = True
-            self.loop.call_soon(self._start_jobs)
+        self.request(store)
+        self._waiting[store].append(reply)
+
+    def watch(self, store: Syncable, watcher: Watcher) -> None:
+        self._watchers[store] = watcher
+
+    def unwatch(self, store: Syncable) -> None:
+        self._watchers.pop(store, None)
 
     def _start_jobs(self) -> None:
         self._scheduled = False
         for store in list(self._waiting):
-            if store not in self._in_flight and self._waiting[store]:
+            if store not in self._in_flight:
                 self._start(store)
 
-    def watch(self, store: Any, mark: Callable[[], int], durable: Callable[[int], None]) -> None:
-        """Around every sync of `store`: `mark()` as it starts, `durable(mark)` once it is done.
-        (A stream learns which sequences are on disk, so consumers never see one that is not.)"""
-        self._watchers[store] = (mark, durable)
-
-    def unwatch(self, store: Any) -> None:
-        self._watchers.pop(store, None)
-
-    def _start(self, store: MessageStore) -> None:
+    def _start(self, store: Syncable) -> None:
         replies = self._waiting.pop(store, [])
         watcher = self._watchers.get(store)
-        mark = watcher[0]() if watcher is not None else 0
+        mark = watcher.mark() if watcher is not None else 0
         try:
             job = store.begin_sync()
         except OSError as exc:
-            _release(replies, exc)
+            self._finished(store, watcher, mark, replies, exc)
             return
         if job is None:
-            if watcher is not None:
-                watcher[1](mark)
-            _release(replies, None)
+            self._finished(store, watcher, mark, replies, None)
             return
-        task = self.loop.create_task(self._run(store, job, replies, mark))
+        task = self.loop.create_task(self._run(store, job, watcher, mark, replies))
         self._in_flight[store] = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, store: MessageStore, job, replies: list[Reply], mark: int) -> None:
+    async def _run(self, store: Syncable, job: SyncJob, watcher: Watcher | None, mark: int,
+                   replies: list[Reply]) -> None:
         error: BaseException | None = None
         try:
             await self.loop.run_in_executor(None, job.run)
@@ -95,12 +121,26 @@ class GroupCommit:
             error = error or exc
         self.syncs += 1
         self._in_flight.pop(store, None)
-        watcher = self._watchers.get(store)
-        if error is None and watcher is not None:
-            watcher[1](mark)
-        _release(replies, error)
-        if self._waiting.get(store):
+        self._finished(store, watcher, mark, replies, error)
+        if store in self._waiting and self.sync_interval is None:
             self._start(store)
+
+    @staticmethod
+    def _finished(store: Syncable, watcher: Watcher | None, mark: int, replies: list[Reply],
+                  error: BaseException | None) -> None:
+        if watcher is not None:
+            try:
+                if error is None:
+                    watcher.durable(mark)
+                else:
+                    watcher.failed(mark, error)
+            except Exception:  # a watcher that fails must not stop the replies
+                logger.exception("JetStream sync watcher failed for %s", _name(store))
+        for reply in replies:
+            try:
+                reply(error)
+            except Exception:
+                logger.exception("JetStream reply failed")
 
     def _periodic(self) -> None:
         """sync_interval mode: one sync per interval for every store that saw writes."""
@@ -110,13 +150,14 @@ class GroupCommit:
                 self._start(store)
         self._timer = self.loop.call_later(self.sync_interval, self._periodic)
 
-    async def settle(self, store: MessageStore) -> None:
+    async def settle(self, store: Syncable) -> None:
         """Wait until no sync job runs on `store`; then it may be closed or deleted."""
         while store in self._in_flight:
             await asyncio.gather(self._in_flight[store], return_exceptions=True)
 
-    def detach(self, store: MessageStore) -> list[Reply]:
+    def detach(self, store: Syncable) -> list[Reply]:
         """Stop tracking `store`; returns the replies still waiting (the caller settles them)."""
+        self._watchers.pop(store, None)
         return self._waiting.pop(store, [])
 
     async def drain(self) -> None:
@@ -133,11 +174,3 @@ class GroupCommit:
 def _name(store: Any) -> str:
     config = getattr(store, "config", None)
     return getattr(config, "name", None) or getattr(store, "name", "?")
-
-
-def _release(replies: list[Reply], error: BaseException | None) -> None:
-    for reply in replies:
-        try:
-            reply(error)
-        except Exception:  # a reply that fails must not stop the others
-            logger.exception("JetStream reply failed")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,13 +84,15 @@ class Consumer:
         self._redeliver: deque[int] = deque()
         self._queued: set[int] = set()
         self._lps: deque[int] = deque()  # last-per-subject sequences still to deliver first
-        self._num_pending: int | None = None
+        self._num_pending: int | None = None  # cached; valid while store.removals is unchanged
+        self._removals_seen = -1
         self._pump_scheduled = False
         self._ack_timer: Any = None
         self._hb_timer: Any = None
         self._inactive_timer: Any = None
         self.active = False  # push: the deliver subject has interest
         self.last_active = 0  # ns of the last delivery or request
+        self.last_ack = 0  # ns of the last acknowledgement that moved something
         self._fc_bytes = 0
         self._fc_window = FC_START_WINDOW
         self._fc_reply = b""
@@ -110,15 +111,13 @@ class Consumer:
         if self.is_push:
             self._subscribe(f"$JS.FC.{stream_name}.{self.name}.*", self._on_flow_control)
             self.server.watch_interest(self.config.deliver_subject.encode(), self._interest)
-            self.active = self.server.has_interest(self.config.deliver_subject.encode())
+            self.active = self._has_interest()
             if self.config.idle_heartbeat:
                 self._hb_timer = self.loop.call_later(self.config.idle_heartbeat / NANOS,
                                                       self._heartbeat)
-        else:
-            for prefix in self.js.api_prefixes:
-                self._subscribe(f"{prefix}.CONSUMER.MSG.NEXT.{stream_name}.{self.name}",
-                                self._on_next)
-        self._requeue_pending()
+        for prefix in self.js.api_prefixes:
+            self._subscribe(f"{prefix}.CONSUMER.MSG.NEXT.{stream_name}.{self.name}",
+                            self._on_next)
         self._check_inactive()
         self._schedule_ack_timer()
         self.signal()
@@ -146,9 +145,9 @@ class Consumer:
             if reason:
                 self._status(request.reply, "409", reason)
 
-    def _requeue_pending(self) -> None:
-        """After a restart everything pending is due again once its ack wait passes."""
-        self._num_pending = None
+    def deliver_first(self, seqs: list[int]) -> None:
+        """Deliver these sequences before continuing from the cursor (last_per_subject)."""
+        self._lps.extend(seqs)
 
     # Signals from the stream
 
@@ -159,7 +158,11 @@ class Consumer:
             self.loop.call_soon(self._pump)
 
     def on_stored(self, seq: int, subject: str) -> None:
-        if self._num_pending is not None and seq >= self.state.cursor and self.matches(subject):
+        if self._num_pending is None:
+            return
+        if self.stream.store.removals != self._removals_seen:
+            self._num_pending = None  # limits dropped something: recount when next needed
+        elif seq >= self.state.cursor and self.matches(subject):
             self._num_pending += 1
 
     def on_removed(self) -> None:
@@ -215,13 +218,18 @@ class Consumer:
                 self.waiting.popleft()
                 self._end_request(request)
                 continue
-            item = self._next(request.max_bytes - request.bytes_sent if request.max_bytes else 0)
+            item = self._next(request.max_bytes - request.bytes_sent if request.max_bytes else 0,
+                              len(request.reply))
             if item is None:
                 # no_wait ends when nothing is left now; with `expires` it first waits for one.
                 if request.no_wait and (not request.expires or request.sent):
                     self.waiting.popleft()
                     self._end_request(request)
-                    self._status(request.reply, "404", "No Messages")
+                    if request.sent:
+                        self._status(request.reply, "408", "Request Timeout",
+                                     self._pending_headers(request))
+                    else:
+                        self._status(request.reply, "404", "No Messages")
                     continue
                 return
             if item is False:  # the next message does not fit the request's max_bytes
@@ -240,9 +248,13 @@ class Consumer:
                 if request.max_bytes and request.bytes_sent < request.max_bytes:
                     self._status(request.reply, "409", "Batch Completed",
                                  self._pending_headers(request))
+            elif len(self.waiting) > 1:
+                self.waiting.rotate(-1)  # round robin, one message at a time, as nats-server
 
-    def _next(self, max_bytes: int = 0) -> tuple[StoredMessage, int] | bool | None:
-        """The next message to deliver and its delivery count: redeliveries first."""
+    def _next(self, max_bytes: int = 0, reply_len: int = 0
+              ) -> tuple[StoredMessage, int] | bool | None:
+        """The next message to deliver and its delivery count: redeliveries first. False when
+        it would not fit `max_bytes` (counted as nats-server does: subject, ack reply, body)."""
         state = self.state
         while self._redeliver:
             sseq = self._redeliver[0]
@@ -262,7 +274,7 @@ class Consumer:
                 self._queued.discard(sseq)
                 self._record((DROP, sseq))
                 continue
-            if max_bytes and msg.size > max_bytes:
+            if max_bytes and self._wire_size(msg) > max_bytes:
                 return False
             self._redeliver.popleft()
             self._queued.discard(sseq)
@@ -273,9 +285,13 @@ class Consumer:
         msg = self._next_new()
         if msg is None:
             return None
-        if max_bytes and msg.size > max_bytes:
+        if max_bytes and self._wire_size(msg) > max_bytes:
             return False
         return msg, 1
+
+    def _wire_size(self, msg: StoredMessage) -> int:
+        # An estimate of the ack reply's length is enough: only max_bytes limits use it.
+        return len(msg.subject) + len(self._ack_prefix) + 40 + len(msg.hdr) + len(msg.data)
 
     def _next_new(self) -> StoredMessage | None:
         durable = self.stream.durable_seq
@@ -316,21 +332,26 @@ class Consumer:
             hdr = h.merge(hdr, [("Nats-Msg-Size", str(len(data)))])
             data = b""
         payload = hdr + data if hdr else data
-        self.server.deliver_as(target, msg.subject.encode(), reply, len(hdr) if hdr else -1,
-                               payload)
+        subject = msg.subject.encode()
+        self.server.deliver_as(target, subject, reply, len(hdr) if hdr else -1, payload)
         self.last_active = ts
         self._last_delivery = self.loop.time()
         if self.is_push and self.config.flow_control:
             self._fc_bytes += len(payload)
             self._maybe_request_flow_control()
-        if self.config.acks_required and self._ack_timer is None:
-            self._schedule_ack_timer()
-        return msg.size
+        if self.config.acks_required:
+            if self._ack_timer is None:
+                self._schedule_ack_timer()
+        elif self.stream.config.retention != "limits":
+            self.stream.on_acked(self, [msg.seq])  # AckNone: delivered is acknowledged
+        return len(subject) + len(reply) + len(payload)
 
     def num_pending(self) -> int:
-        if self._num_pending is None:
-            self._num_pending = len(self._lps) + self.stream.store.num_pending(
-                self.state.cursor, self.filters)
+        store = self.stream.store
+        if self._num_pending is None or store.removals != self._removals_seen:
+            self._removals_seen = store.removals
+            self._num_pending = len(self._lps) + store.num_pending(self.state.cursor,
+                                                                   self.filters)
         return self._num_pending
 
     # State changes
@@ -367,8 +388,7 @@ class Consumer:
             if reply and not self.is_push:
                 self._on_next(b"", reply, -1, arg)
             reply = b""
-        else:
-            return  # garbage is ignored, as nats-server does
+        # Anything else changes nothing, but is still answered, as nats-server does.
         self.last_active = now_ns()
         if reply:
             self.js.commit.after_sync(self.log, self._ack_reply(reply))
@@ -388,11 +408,13 @@ class Consumer:
             if not acked:
                 return
             self._record((ACK_ALL, sseq))
+            self.last_ack = now_ns()
             self.stream.on_acked(self, acked)
             return
         if sseq not in state.pending:
             return
         self._record((ACK, sseq))
+        self.last_ack = now_ns()
         self.stream.on_acked(self, [sseq])
 
     def _nak(self, sseq: int, dc: int, arg: bytes) -> None:
@@ -408,11 +430,14 @@ class Consumer:
         self._advise("nak", "CONSUMER.MSG_NAKED", sseq, dc)
 
     def _term(self, sseq: int, dc: int, reason: str) -> None:
-        if sseq not in self.state.pending:
+        pending = self.state.pending.get(sseq)
+        if pending is None:
             return
+        cseq = pending.cseq
         self._record((TERM, sseq))
+        self.last_ack = now_ns()
         self.stream.on_acked(self, [sseq])
-        self._advise("terminated", "CONSUMER.MSG_TERMINATED", sseq, dc, reason)
+        self._advise("terminated", "CONSUMER.MSG_TERMINATED", sseq, dc, reason, cseq)
 
     def _max_deliveries(self, sseq: int, deliveries: int) -> None:
         # The message stays in the stream (dead-letter it from the advisory); stop tracking it.
@@ -420,7 +445,7 @@ class Consumer:
         if sseq in self._exceeded:
             return
         self._exceeded.add(sseq)
-        body = {"type": ADVISORY_PREFIX + "max_deliver", "id": _event_id(),
+        body = {"type": ADVISORY_PREFIX + "max_deliver", "id": nuid(),
                 "timestamp": format_ns(now_ns()), "stream": self.stream.config.name,
                 "consumer": self.name, "stream_seq": sseq, "deliveries": deliveries}
         if self.js.domain:
@@ -429,12 +454,13 @@ class Consumer:
             f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{self.stream.config.name}.{self.name}",
             body)
 
-    def _advise(self, kind: str, event: str, sseq: int, dc: int, reason: str = "") -> None:
+    def _advise(self, kind: str, event: str, sseq: int, dc: int, reason: str = "",
+                cseq: int = 0) -> None:
         pending = self.state.pending.get(sseq)
         body: dict[str, Any] = {
-            "type": ADVISORY_PREFIX + kind, "id": _event_id(), "timestamp": format_ns(now_ns()),
+            "type": ADVISORY_PREFIX + kind, "id": nuid(), "timestamp": format_ns(now_ns()),
             "stream": self.stream.config.name, "consumer": self.name,
-            "consumer_seq": pending.cseq if pending else 0, "stream_seq": sseq,
+            "consumer_seq": cseq or (pending.cseq if pending else 0), "stream_seq": sseq,
             "deliveries": dc}
         if reason:
             body["reason"] = reason
@@ -491,6 +517,11 @@ class Consumer:
         self.signal()
 
     def _queue_redelivery(self, sseq: int) -> None:
+        deliveries = self.state.deliveries(sseq)
+        if 0 < self.config.max_deliver <= deliveries:
+            # Out of deliveries: tell whoever dead-letters now, not at the next pull.
+            self._max_deliveries(sseq, deliveries)
+            return
         if sseq not in self._queued:
             self._queued.add(sseq)
             self._redeliver.append(sseq)
@@ -502,6 +533,9 @@ class Consumer:
 
     def _on_next(self, subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
         if not reply or self.closed:
+            return
+        if self.is_push:
+            self._status(reply, "409", "Consumer is push based")
             return
         body = payload[hdr:] if hdr > 0 else payload
         request = self._parse_request(reply, body)
@@ -536,10 +570,10 @@ class Consumer:
     def _parse_request(self, reply: bytes, body: bytes) -> PullRequest | None:
         now = self.loop.time()
         text = body.strip()
-        if not text:
-            return PullRequest(reply, 1, 0, 0.0, False, 0.0, now)
-        if text.isdigit():
-            return PullRequest(reply, max(int(text), 1), 0, 0.0, False, 0.0, now)
+        if not text.startswith(b"{"):
+            # A number is a batch size; anything else means one message (nats-server's reading).
+            batch = int(text) if text.isdigit() else 1
+            return PullRequest(reply, max(batch, 1), 0, 0.0, False, 0.0, now)
         try:
             req = json.loads(text)
             if not isinstance(req, dict):
@@ -595,9 +629,13 @@ class Consumer:
         request.hb_timer = None
         if request not in self.waiting:
             return
-        self._status(request.reply, "100", "Idle Heartbeat")
+        self._status(request.reply, "100", "Idle Heartbeat", self._last_headers())
         request.hb_timer = self.loop.call_later(request.heartbeat, self._request_heartbeat,
                                                 request)
+
+    def _last_headers(self) -> list[tuple[str, str]]:
+        return [("Nats-Last-Consumer", str(self.state.delivered_cseq)),
+                ("Nats-Last-Stream", str(self.state.delivered_sseq))]
 
     @staticmethod
     def _pending_headers(request: PullRequest) -> list[tuple[str, str]]:
@@ -613,10 +651,15 @@ class Consumer:
 
     def _interest(self) -> None:
         was = self.active
-        self.active = self.server.has_interest(self.config.deliver_subject.encode())
+        self.active = self._has_interest()
         if self.active and not was:
             self.signal()
         self._check_inactive()
+
+    def _has_interest(self) -> bool:
+        # With a deliver group only members of that queue group count (as in nats-server).
+        return self.server.has_interest(self.config.deliver_subject.encode(),
+                                        self.config.deliver_group)
 
     def _heartbeat(self) -> None:
         self._hb_timer = None
@@ -624,8 +667,7 @@ class Consumer:
             return
         interval = self.config.idle_heartbeat / NANOS
         if self.loop.time() - self._last_delivery >= interval * 0.9:
-            extra = [("Nats-Last-Consumer", str(self.state.delivered_cseq)),
-                     ("Nats-Last-Stream", str(self.state.delivered_sseq))]
+            extra = self._last_headers()
             if self._fc_reply and self._stalled():
                 extra.append(("Nats-Consumer-Stalled", self._fc_reply.decode()))
             block = h.build(extra, "100", "Idle Heartbeat")
@@ -703,7 +745,8 @@ class Consumer:
                           "stream_seq": state.delivered_sseq,
                           **({"last_active": format_ns(self.last_active)}
                              if self.last_active and state.delivered_cseq else {})},
-            "ack_floor": {"consumer_seq": state.floor_cseq, "stream_seq": state.floor_sseq},
+            "ack_floor": {"consumer_seq": state.floor_cseq, "stream_seq": state.floor_sseq,
+                          **({"last_active": format_ns(self.last_ack)} if self.last_ack else {})},
             "num_ack_pending": len(state.pending),
             "num_redelivered": len(state.redelivered),
             "num_waiting": len(self.waiting),
@@ -742,9 +785,9 @@ def _go_duration(ns: int) -> str:
     return f"{seconds}s"
 
 
-_counter = [0]
+_NUID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-def _event_id() -> str:
-    _counter[0] += 1
-    return f"{os.getpid():x}{time.monotonic_ns():x}{_counter[0]:x}"
+def nuid() -> str:
+    """A 22-character random id, the shape of the NUIDs nats-server puts in events."""
+    return "".join(_NUID_ALPHABET[b % 62] for b in os.urandom(22))

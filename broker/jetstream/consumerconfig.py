@@ -108,6 +108,8 @@ class ConsumerConfig:
             cfg.max_ack_pending = int(limits.get("max_ack_pending", 0) or 0)
         if cfg.inactive_threshold == 0:
             cfg.inactive_threshold = int(limits.get("inactive_threshold", 0) or 0)
+        if cfg.inactive_threshold == 0 and not cfg.durable_name:
+            cfg.inactive_threshold = DEFAULT_EPHEMERAL_INACTIVE
         if cfg.acks_required and cfg.max_ack_pending == 0:
             cfg.max_ack_pending = DEFAULT_MAX_ACK_PENDING
         return cfg
@@ -137,12 +139,17 @@ class ConsumerConfig:
         if self.direct and self.is_durable:
             raise ApiError(400, 10091, "consumer direct requires an ephemeral consumer")
         _check_filters(self)
+        for filter_subject in self.filters:
+            if filter_subject != ">" and not any(
+                    subjects_collide(filter_subject.encode(), s.encode()) for s in stream.subjects):
+                raise ApiError(400, 10093, "consumer filter subject is not a valid subset of the "
+                                           "interest subjects")
         _check_start(self)
         if self.sample_freq:
-            text = self.sample_freq.rstrip("%")
+            text = self.sample_freq.removesuffix("%")
             if not text.isdigit():
                 raise ApiError(400, 10095, "failed to parse consumer sampling configuration: "
-                                           f"invalid sample frequency {self.sample_freq!r}")
+                                           f'strconv.Atoi: parsing "{text}": invalid syntax')
         if self.flow_control and self.idle_heartbeat == 0:
             raise ApiError(400, 10108, "consumer with flow control also needs heartbeats")
         if self.durable_name and self.name and self.name != self.durable_name:
@@ -172,8 +179,6 @@ class ConsumerConfig:
             raise refuse("heart beats")
         if self.flow_control != old.flow_control:
             raise refuse("flow control")
-        if self.mem_storage != old.mem_storage:
-            raise refuse("memory storage")
         if self.max_waiting != old.max_waiting:
             raise refuse("max waiting")
         if self.is_push != old.is_push:

@@ -82,9 +82,12 @@ class ConsumerState:
         if pending is None:
             if sseq <= self.floor_sseq:
                 return  # already acknowledged meanwhile (a stale redelivery)
-            self.pending[sseq] = Pending(cseq, ts)
-            if len(self.pending) > 1 and sseq < max(self.pending):
+            if self.pending and sseq < next(reversed(self.pending)):
+                # Out of order (a message that left pending before): keep sseq order.
+                self.pending[sseq] = Pending(cseq, ts)
                 self.pending = dict(sorted(self.pending.items()))
+            else:
+                self.pending[sseq] = Pending(cseq, ts)
         else:
             pending.cseq, pending.ts = cseq, ts
 
@@ -126,8 +129,12 @@ class ConsumerState:
 
     @staticmethod
     def encode_op(op: tuple[int, ...]) -> bytes:
-        padded = (*op, 0, 0, 0)[:4]
-        return _OP.pack(*padded)
+        kind = op[0]
+        if kind == DELIVER:
+            return _OP.pack(kind, op[1], op[2], op[3])
+        if kind == NAK:
+            return _OP.pack(kind, op[1], 0, op[2])
+        return _OP.pack(kind, op[1], 0, 0)
 
     @staticmethod
     def decode_op(data: bytes) -> tuple[int, ...]:

@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from broker.gotime import now_ns
+from broker.gotime import format_ns, now_ns
 from broker.jetstream import errors
-from broker.jetstream.commit import GroupCommit
-from broker.jetstream.consumer import Consumer
+from broker.jetstream.commit import GroupCommit, Watcher
+from broker.jetstream.consumer import Consumer, nuid
 from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.consumerstate import ConsumerState
 from broker.jetstream.errors import ApiError
-from broker.jetstream.stream import Published, Stream, store_config
+from broker.jetstream.stream import Stream, store_config
 from broker.jetstream.streamconfig import StreamConfig
 from broker.log import logger
 from broker.subject import subjects_collide
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 ACCOUNT = "$G"
 EXPIRY_TICK = 1.0  # seconds between max_age / ttl sweeps
+USAGE_REFRESH = 0.1  # seconds a computed storage usage is trusted on the publish path
 
 
 def _total_memory() -> int:
@@ -65,6 +66,7 @@ class JetStream:
         self.direct_get: Callable[[Stream], Callable[[bytes, bytes, int, bytes], None]] | None = \
             None
         self._expiry_timer: Any = None
+        self._usage_cache: dict[str, tuple[int, float]] = {}
         self.api_total = 0
         self.api_errors = 0
         self.ready = False
@@ -176,11 +178,11 @@ class JetStream:
             consumer.stop("Consumer Deleted")
             consumer.log.destroy()
         stream.consumers.clear()
-        self.commit.unwatch(stream.store)
         del self.streams[name]
         await self.commit.settle(stream.store)
         for reply in self.commit.detach(stream.store):
             reply(errors.stream_not_found())
+        stream.on_sync_failed(1 << 62, errors.stream_not_found())
         stream.store.destroy()
         shutil.rmtree(os.path.join(self.streams_dir, name), ignore_errors=True)
 
@@ -195,8 +197,13 @@ class JetStream:
     def _attach(self, stream: Stream) -> None:
         self.streams[stream.config.name] = stream
         store = stream.store
-        self.commit.watch(store, lambda: store.state().last_seq, stream.on_durable)
+        stream.send = self._send
+        self.commit.watch(store, Watcher(lambda: store.last_seq, stream.on_durable,
+                                         stream.on_sync_failed))
         self._subscribe_ingest(stream)
+
+    def _send(self, reply: bytes, payload: bytes) -> None:
+        self.server.publish_internal(reply, payload=payload)
 
     def _write_meta(self, config: StreamConfig, created: int) -> None:
         meta = {"config": config.to_json(), "created": created}
@@ -228,6 +235,16 @@ class JetStream:
     def usage(self, storage: str) -> int:
         return sum(s.store.state().bytes for s in self.streams.values()
                    if s.config.storage == storage)
+
+    def _recent_usage(self, storage: str) -> int:
+        """`usage()` recomputed at most every USAGE_REFRESH seconds: the publish path only needs
+        to know whether the account is near its limit, not the exact byte count."""
+        now = self.server.loop.time()
+        cached = self._usage_cache.get(storage)
+        if cached is None or now >= cached[1]:
+            cached = (self.usage(storage), now + USAGE_REFRESH)
+            self._usage_cache[storage] = cached
+        return cached[0]
 
     # Ingest: core NATS publishes on stream subjects
 
@@ -278,37 +295,26 @@ class JetStream:
                 self.server.publish_internal(reply, payload=stream.pub_error(
                     errors.store_failed(str(exc))))
             return
-        if published.duplicate:
+        if self.commit.lazy:  # sync_interval: acknowledge before the data is on disk
             if ack:
                 self.server.publish_internal(reply, payload=stream.pub_ack(published))
+            stream.on_durable(published.seq)
+            self.commit.request(stream.store)
             return
-        if not ack:
-            # Still make it durable soon: consumers deliver only what is on disk.
-            self.commit.after_sync(stream.store, _nothing)
-            return
-        self.commit.after_sync(stream.store, self._ack_when_durable(stream, reply, published))
-
-    def _ack_when_durable(self, stream: Stream, reply: bytes, published: Published
-                          ) -> Callable[[BaseException | None], None]:
-        def send(error: BaseException | None) -> None:
-            if error is None:
-                payload = stream.pub_ack(published)
-            else:
-                payload = stream.pub_error(errors.store_failed(f"store sync failed: {error}"))
-            self.server.publish_internal(reply, payload=payload)
-        return send
+        if ack:
+            # Released by on_durable once the sync covering `seq` (or the original's) is done.
+            stream.pending_acks.append((published.seq, reply, stream.pub_ack(published)))
+        if not published.duplicate:
+            self.commit.request(stream.store)
+        elif ack and published.seq <= stream.durable_seq:
+            stream.on_durable(stream.durable_seq)
 
     def _check_limits(self, stream: Stream, size: int) -> None:
         if stream.config.storage == "memory":
-            if self.usage("memory") + size > self.max_memory:
+            if self._recent_usage("memory") + size > self.max_memory:
                 raise errors.memory_exceeded()
-        elif self.max_storage > 0 and self.usage("file") + size > self.max_storage:
+        elif self.max_storage > 0 and self._recent_usage("file") + size > self.max_storage:
             raise errors.storage_exceeded()
-
-    def after_durable(self, stream: Stream, reply: Callable[[BaseException | None], None]
-                      ) -> None:
-        """Run `reply` once what `stream` holds now (deletes, purges too) is on disk."""
-        self.commit.after_sync(stream.store, reply)
 
     # Consumers
 
@@ -335,9 +341,11 @@ class JetStream:
             if existing.config.to_json() == config.to_json():
                 return existing, False
             config.check_update(existing.config)
+            if existing.is_push and existing.active and \
+                    config.deliver_subject != existing.config.deliver_subject:
+                raise ApiError(400, 10013, "consumer name already in use")
             self._check_workqueue(stream, config, name)
-            self._update_consumer(existing, config)
-            return existing, False
+            return self._update_consumer(existing, config), False
         if action == "update":
             raise ApiError(400, 10149, "consumer does not exist")
         if 0 < stream.config.max_consumers <= len(stream.consumers):
@@ -356,6 +364,7 @@ class JetStream:
         self._save_consumer(consumer)
         stream.consumers[name] = consumer
         consumer.start()
+        self._consumer_advisory(stream, name, "create")
         return consumer, True
 
     def _check_workqueue(self, stream: Stream, config: ConsumerConfig, name: str) -> None:
@@ -381,14 +390,20 @@ class JetStream:
             log = StateLog(os.path.join(self._consumer_dir(stream, name), "state")) \
                 if persistent else MemoryStateLog(name)
         if state is None:
-            state = ConsumerState(acks_required=config.acks_required)
-            state.cursor = self._start_sequence(stream, config)
-            state.floor_sseq = state.cursor - 1
+            state = self._initial_state(stream, config)
         consumer = Consumer(self, stream, name, config, created, state, log,
                             self._consumer_dir(stream, name) if persistent else "")
         if config.deliver_policy == "last_per_subject" and not state.delivered_cseq:
-            consumer._lps.extend(self._last_per_subject(stream, config))
+            consumer.deliver_first(self._last_per_subject(stream, config))
         return consumer
+
+    def _initial_state(self, stream: Stream, config: ConsumerConfig) -> ConsumerState:
+        """A new consumer starts just before its first message (nats-server shows the start
+        position in `delivered` and `ack_floor` before anything was delivered)."""
+        state = ConsumerState(acks_required=config.acks_required)
+        state.cursor = self._start_sequence(stream, config)
+        state.delivered_sseq = state.floor_sseq = state.cursor - 1
+        return state
 
     @staticmethod
     def _persistent(stream: Stream, config: ConsumerConfig) -> bool:
@@ -409,7 +424,7 @@ class JetStream:
             return state.last_seq + 1
         if policy == "by_start_sequence":
             return config.opt_start_seq
-        start = stream._first_seq_at_or_after(config.start_time_ns) if state.msgs else 0
+        start = stream.first_seq_at_or_after(config.start_time_ns) if state.msgs else 0
         return max(start, state.first_seq, 1)
 
     @staticmethod
@@ -422,7 +437,7 @@ class JetStream:
                     seqs.add(seq)
         return sorted(seqs)
 
-    def _update_consumer(self, consumer: Consumer, config: ConsumerConfig) -> None:
+    def _update_consumer(self, consumer: Consumer, config: ConsumerConfig) -> Consumer:
         consumer.stop()
         stream = consumer.stream
         fresh = self._new_consumer(stream, consumer.name, config, consumer.created,
@@ -431,6 +446,7 @@ class JetStream:
         stream.consumers[consumer.name] = fresh
         self._save_consumer(fresh)
         fresh.start()
+        return fresh
 
     def _save_consumer(self, consumer: Consumer) -> None:
         if not consumer.durable_dir:
@@ -449,6 +465,24 @@ class JetStream:
         if consumer.durable_dir:
             shutil.rmtree(consumer.durable_dir, ignore_errors=True)
         stream.drop_unneeded()
+        self._consumer_advisory(stream, name, "delete")
+
+    def _consumer_advisory(self, stream: Stream, name: str, action: str) -> None:
+        event = {"create": "CREATED", "delete": "DELETED"}[action]
+        self.advise(f"$JS.EVENT.ADVISORY.CONSUMER.{event}.{stream.config.name}.{name}",
+                    {"type": "io.nats.jetstream.advisory.v1.consumer_action",
+                     "stream": stream.config.name, "consumer": name, "action": action})
+
+    def advise(self, subject: str, event: dict[str, Any]) -> None:
+        """Publish an advisory, only if someone listens (as nats-server does)."""
+        encoded = subject.encode()
+        if not self.server.has_interest(encoded):
+            return
+        body = {"type": event.pop("type"), "id": nuid(), "timestamp": format_ns(now_ns()),
+                **event}
+        if self.domain:
+            body["domain"] = self.domain
+        self.server.publish_internal(encoded, payload=json.dumps(body).encode())
 
     def _recover_consumers(self, stream: Stream) -> None:
         obs = os.path.join(self.streams_dir, stream.config.name, "obs")
@@ -469,9 +503,7 @@ class JetStream:
         if log.snapshot is not None:
             state = ConsumerState.restore(log.snapshot, config.acks_required)
         else:
-            state = ConsumerState(acks_required=config.acks_required)
-            state.cursor = self._start_sequence(stream, config)
-            state.floor_sseq = state.cursor - 1
+            state = self._initial_state(stream, config)
         for record in log.records:
             state.apply(ConsumerState.decode_op(record))
         consumer = self._new_consumer(stream, name, config, int(meta.get("created", 0)), state,
@@ -510,13 +542,10 @@ def _known(cls: type, config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k in names}
 
 
-def _nothing(error: BaseException | None) -> None:
-    pass
-
-
 def _random_name() -> str:
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-    return "".join(alphabet[b % len(alphabet)] for b in os.urandom(22))
+    """A generated consumer name: 8 alphanumerics, like nats-server's."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(alphabet[b % len(alphabet)] for b in os.urandom(8))
 
 
 def _human(size: int) -> str:

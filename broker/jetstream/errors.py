@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from broker.log import logger
+
 
 @dataclass(frozen=True)
 class ApiError(Exception):
@@ -34,8 +36,11 @@ def insufficient_resources() -> ApiError:
     return ApiError(503, 10023, "insufficient resources")
 
 
-def invalid_json(detail: str) -> ApiError:
-    return ApiError(400, 10025, f"invalid JSON: {detail}")
+def invalid_json(detail: str = "") -> ApiError:
+    """400/10025. The text is nats-server 2.10's, without the decoder's detail (logged)."""
+    if detail:
+        logger.debug("JetStream API: invalid JSON: %s", detail)
+    return ApiError(400, 10025, "invalid JSON")
 
 
 def max_streams() -> ApiError:

@@ -103,7 +103,8 @@ def _json_type(value: Any) -> str:
 
 
 def unknown_fields_error(unknown: list[str]) -> ApiError:
-    return errors.invalid_json(f'json: unknown field "{unknown[0]}"')
+    """Strict mode (2.11's wording, which names the field)."""
+    return ApiError(400, 10025, f'invalid JSON: json: unknown field "{unknown[0]}"')
 
 
 def default_of(cls: type, name: str) -> Any:

@@ -11,8 +11,9 @@ the caller sends them once the store is durable.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import json
+from collections import deque
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from broker import headers as h
 from broker.gotime import format_ns, parse_go_duration
@@ -29,8 +30,7 @@ MAX_HEADER_SIZE = 65535
 NANOS = 1_000_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class Published:
+class Published(NamedTuple):
     """What a publish did: the sequence it got (or the original one for a duplicate)."""
 
     seq: int
@@ -54,8 +54,12 @@ class Stream:
         self.consumers: dict[str, Consumer] = {}
         # The newest sequence known to be on disk: consumers deliver nothing beyond it, so no
         # reader ever sees a message that a crash could take back.
-        self.durable_seq = store.state().last_seq
+        self.durable_seq = store.last_seq
         self.ack_prefix = b'{"stream":%s, "seq":' % _json_str(config.name)
+        # PubAcks waiting for the sync that covers their sequence: (seq, reply, payload).
+        self.pending_acks: deque[tuple[int, bytes, bytes]] = deque()
+        # Sends a server message (the engine's publish_internal), for PubAcks.
+        self.send: Any = None
 
     @property
     def consumer_count(self) -> int:
@@ -85,11 +89,12 @@ class Stream:
             rollup = self._rollup(fields)
             ttl = self._ttl(fields)
         self._check_size(subject, hdr, data)
-        seq = self.store.store_msg(subject, hdr, data, ts, ttl)
         if cfg.retention == "interest" and not any(c.matches(subject)
                                                    for c in self.consumers.values()):
             # Nobody will ever read it: take the sequence, keep nothing (nats-server skips it).
-            self.store.remove(seq)
+            seq = self.store.skip_msg(ts)
+        else:
+            seq = self.store.store_msg(subject, hdr, data, ts, ttl)
         if msg_id:
             self.dedupe.record(msg_id, seq, ts)
         self.last_msg_id = msg_id
@@ -106,11 +111,23 @@ class Stream:
     # Consumers and retention
 
     def on_durable(self, seq: int) -> None:
-        """Everything up to `seq` is on disk: consumers may deliver it."""
+        """Everything up to `seq` is on disk: PubAcks may go, consumers may deliver it."""
+        acks = self.pending_acks
+        while acks and acks[0][0] <= seq:
+            _, reply, payload = acks.popleft()
+            self.send(reply, payload)
         if seq > self.durable_seq:
             self.durable_seq = seq
             for consumer in self.consumers.values():
                 consumer.signal()
+
+    def on_sync_failed(self, seq: int, error: BaseException) -> None:
+        """The sync covering everything up to `seq` failed: those publishers get an error."""
+        acks = self.pending_acks
+        payload = self.pub_error(errors.store_failed(f"store sync failed: {error}"))
+        while acks and acks[0][0] <= seq:
+            _, reply, _ = acks.popleft()
+            self.send(reply, payload)
 
     def on_removed(self) -> None:
         """Messages left the stream (purge, delete, limits): consumers recount what is pending."""
@@ -179,7 +196,7 @@ class Stream:
         text = h.first(fields, h.EXPECTED_LAST_SEQ)
         if text is not None:
             expected = _parse_uint(text)
-            last = self.store.state().last_seq
+            last = self.store.last_seq
             if expected is None or expected != last:
                 raise errors.wrong_last_sequence(last)
         text = h.first(fields, h.EXPECTED_LAST_MSG_ID)
@@ -219,10 +236,10 @@ class Stream:
             raise errors.header_too_large()
         if cfg.discard != "new":
             return
-        state = self.store.state()
-        if 0 < cfg.max_msgs <= state.msgs:
+        if 0 < cfg.max_msgs <= self.store.msgs:
             raise errors.store_failed("maximum messages exceeded")
-        if 0 < cfg.max_bytes < state.bytes + size + len(subject):
+        # nats-server's check: the stored bytes plus this message's headers and body.
+        if 0 < cfg.max_bytes <= self.store.state().bytes + size:
             raise errors.store_failed("maximum bytes exceeded")
         if cfg.discard_new_per_subject and cfg.max_msgs_per_subject > 0 and \
                 self.store.subjects(subject).get(subject, 0) >= cfg.max_msgs_per_subject:
@@ -234,7 +251,7 @@ class Stream:
         state = self.store.state()
         if not state.msgs:
             return
-        start = self._first_seq_at_or_after(now - self.dedupe.window if now else 0)
+        start = self.first_seq_at_or_after(now - self.dedupe.window if now else 0)
         seq = start
         while True:
             msg = self.store.load_next(seq)
@@ -246,7 +263,7 @@ class Stream:
             self.last_msg_id = msg_id or ""
             seq = msg.seq + 1
 
-    def _first_seq_at_or_after(self, ts: int) -> int:
+    def first_seq_at_or_after(self, ts: int) -> int:
         """Binary search by timestamp (timestamps grow with sequences)."""
         state = self.store.state()
         lo, hi = state.first_seq, state.last_seq + 1
@@ -265,8 +282,6 @@ class Stream:
         return self.ack_prefix + b"%d}" % published.seq
 
     def pub_error(self, error: ApiError) -> bytes:
-        import json
-
         return json.dumps({"error": error.to_json(), "stream": self.config.name,
                            "seq": 0}).encode()
 
@@ -287,8 +302,10 @@ class Stream:
     def state_json(self, subjects_filter: str = "", deleted_details: bool = False
                    ) -> dict[str, Any]:
         st = self.store.state()
+        # A stream that never held a message reports first_seq 0, as nats-server does.
+        first_seq = 0 if st.last_seq == 0 and st.msgs == 0 else st.first_seq
         out: dict[str, Any] = {
-            "messages": st.msgs, "bytes": st.bytes, "first_seq": st.first_seq,
+            "messages": st.msgs, "bytes": st.bytes, "first_seq": first_seq,
             "first_ts": format_ns(st.first_ts), "last_seq": st.last_seq,
             "last_ts": format_ns(st.last_ts),
         }
@@ -351,6 +368,4 @@ def _parse_uint(text: str) -> int | None:
 
 
 def _json_str(text: str) -> bytes:
-    import json
-
     return json.dumps(text).encode()

@@ -215,13 +215,13 @@ def _check_enums(cfg: StreamConfig) -> None:
 
 
 def _normalize_windows(cfg: StreamConfig, server_limit: int) -> None:
-    if cfg.max_age < 0:
-        raise errors.stream_invalid_config("max age needs to be >= 100ms")
+    # The order of these checks decides which error a bad config gets (checkStreamCfg's order).
     if cfg.duplicate_window == 0 and cfg.mirror is None:
         window = DEFAULT_DUPLICATE_WINDOW
         if 0 < server_limit < window:
             window = server_limit
-        cfg.duplicate_window = cfg.max_age if 0 < cfg.max_age < window else window
+        cfg.duplicate_window = cfg.max_age if cfg.max_age != 0 and cfg.max_age < window \
+            else window
     if 0 < cfg.max_age < MIN_WINDOW:
         raise errors.stream_invalid_config("max age needs to be >= 100ms")
     if cfg.duplicate_window < 0:

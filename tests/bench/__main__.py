@@ -21,6 +21,8 @@ BENCHES = {
     "js_sync_publish": (True, lambda s, a, d: jetstream.sync_publish(s)),
     "js_restart": (True, lambda s, a, d: jetstream.restart_with_messages(
         s, d, count=a.restart_count)),
+    "js_pull_consume": (True, lambda s, a, d: jetstream.pull_consume(s, count=a.consume_count)),
+    "js_push_consume": (True, lambda s, a, d: jetstream.push_consume(s, count=a.consume_count)),
 }
 
 
@@ -30,6 +32,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2_000_000, help="core messages")
     parser.add_argument("--js-count", type=int, default=300_000, help="JetStream publishes")
     parser.add_argument("--restart-count", type=int, default=1_000_000)
+    parser.add_argument("--consume-count", type=int, default=200_000)
     parser.add_argument("--only", choices=sorted(BENCHES), action="append")
     args = parser.parse_args()
     impls = ["broker", "nats-server"] if args.impl == "both" else [args.impl]

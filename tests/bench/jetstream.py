@@ -176,3 +176,96 @@ def restart_with_messages(server: ServerProcess, store_dir: str, count: int = 1_
     return {"messages": state["messages"], "fill_msgs_per_sec": fill["msgs_per_sec"],
             "restart_seconds": round(restart, 3),
             "disk_bytes_per_msg": round(disk / max(state["messages"], 1), 1)}
+
+
+class _MsgReader:
+    """Minimal client-side MSG/HMSG frame reader for the consumer benchmarks."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    def frames(self) -> list[tuple[bytes, bytes]]:
+        """Read once; return the complete (reply, payload) frames received."""
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise ConnectionError("closed")
+        buf = self.buf + data
+        out = []
+        pos = 0
+        while True:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                break
+            args = buf[pos:eol].split()
+            if not args or args[0] not in (b"MSG", b"HMSG"):
+                pos = eol + 2
+                continue
+            size = int(args[-1])
+            end = eol + 2 + size + 2
+            if end > len(buf):
+                break
+            reply = args[3] if (len(args) == 5 and args[0] == b"MSG") or \
+                (len(args) == 6 and args[0] == b"HMSG") else b""
+            out.append((reply, buf[eol + 2:eol + 2 + size]))
+            pos = end
+        self.buf = buf[pos:]
+        return out
+
+
+def _create_consumer(server: ServerProcess, stream: str, name: str, config: dict) -> None:
+    body = {"stream_name": stream, "config": {"durable_name": name, **config}}
+    resp = _api(server, f"$JS.API.CONSUMER.CREATE.{stream}.{name}", body)
+    if "error" in resp:
+        raise RuntimeError(resp["error"])
+
+
+def pull_consume(server: ServerProcess, count: int = 200_000, batch: int = 256) -> dict:
+    """Fill a stream, then fetch it in batches with one explicit ack per message."""
+    async_publish(server, count=count, stream="PULL")
+    _create_consumer(server, "PULL", "bench", {"ack_policy": "explicit"})
+    sock = socket.create_connection((server.host, server.port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _handshake(sock, b"SUB _INBOX.pull 1\r\n")
+    reader = _MsgReader(sock)
+    request = b'PUB $JS.API.CONSUMER.MSG.NEXT.PULL.bench _INBOX.pull %d\r\n%s\r\n'
+    body = json.dumps({"batch": batch, "expires": 5_000_000_000}).encode()
+    received = 0
+    start = time.perf_counter()
+    next_report = count // 5
+    while received < count:
+        sock.sendall(request % (len(body), body))
+        got = 0
+        while got < batch and received + got < count:
+            frames = reader.frames()
+            acks = [b"PUB %s 0\r\n\r\n" % reply for reply, _ in frames if reply]
+            got += len(acks)
+            if acks:
+                sock.sendall(b"".join(acks))
+        received += got
+        if received >= next_report:
+            print(f"  ... {received}/{count} consumed", flush=True)
+            next_report += count // 5
+    elapsed = time.perf_counter() - start
+    sock.close()
+    return {"messages": count, "batch": batch, "seconds": round(elapsed, 3),
+            "msgs_per_sec": round(count / elapsed)}
+
+
+def push_consume(server: ServerProcess, count: int = 200_000) -> dict:
+    """Fill a stream, then let a push consumer (ack none) deliver it all."""
+    async_publish(server, count=count, stream="PUSH")
+    sock = socket.create_connection((server.host, server.port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _handshake(sock, b"SUB deliver.bench 1\r\n")
+    reader = _MsgReader(sock)
+    start = time.perf_counter()
+    _create_consumer(server, "PUSH", "pusher", {"ack_policy": "none",
+                                                "deliver_subject": "deliver.bench"})
+    received = 0
+    while received < count:
+        received += sum(1 for reply, _ in reader.frames() if reply)
+    elapsed = time.perf_counter() - start
+    sock.close()
+    return {"messages": count, "seconds": round(elapsed, 3),
+            "msgs_per_sec": round(count / elapsed)}

@@ -2,7 +2,8 @@
 
 Prints store_msg rates with a group commit every 256 messages (inline, and pipelined with the
 fsync in a worker thread as the broker does it), the cost of one fdatasync here, open/recovery
-time, disk bytes and index memory per message, and load()/load_next() rates.
+time, disk bytes and index memory per message, load()/load_next() rates, and the skip_msg rate
+(interest streams nobody listens to) with the disk it costs.
 """
 
 from __future__ import annotations
@@ -109,8 +110,20 @@ def index_bytes(store: FileStore) -> int:
     for seg in store._segs:
         for arr in (seg.seqs, seg.offs, seg.sizes, seg.tss, seg.sids, seg.lsub_gid):
             total += len(arr) * arr.itemsize
-        total += len(seg.flags)
+        total += len(seg.flags) + len(seg.hdrs)
     return total
+
+
+def skip_rate(store: MessageStore, count: int) -> dict:
+    """skip_msg with a group commit every BATCH skips, as store_inline does."""
+    ts = time.time_ns()
+    t0 = time.perf_counter()
+    for i in range(count):
+        store.skip_msg(ts + i)
+        if i % BATCH == BATCH - 1:
+            _sync(store)
+    _sync(store)
+    return {"skips_per_s": round(count / (time.perf_counter() - t0))}
 
 
 def read_rates(store: MessageStore, count: int, last: int) -> dict:
@@ -197,6 +210,14 @@ def main() -> None:
         results["store_pipelined_commit"] = store_pipelined(fs, args.count)
         print("store (fsync in a worker)", results["store_pipelined_commit"], flush=True)
         fs.close()
+        shutil.rmtree(path)
+
+        path = os.path.join(base, "skip")
+        fs = FileStore(path, StoreConfig("bench"))
+        results["skip_msg"] = skip_rate(fs, args.count)
+        fs.close()
+        results["skip_msg"]["disk_bytes_total"] = disk_bytes(path)
+        print("skip_msg", results["skip_msg"], flush=True)
         shutil.rmtree(path)
 
         ms = MemoryStore(StoreConfig("bench"))

@@ -89,9 +89,10 @@ def test_a_subscription_matching_through_several_paths_is_returned_once():
 
 def test_match_results_carry_the_msg_line_start_for_the_published_subject():
     sublist = Sublist()
-    sublist.insert(Subscription(b"foo.*", b"7"))
-    (_, start), = sublist.match(b"foo.bar").psubs
-    assert start == b"MSG foo.bar 7 "
+    sublist.insert(Subscription(b"foo.*", b"7", client=object()))
+    sublist.insert(Subscription(b"foo.>", b"8", callback=lambda *a: None))  # internal: no line
+    starts = {sub.sid: start for sub, start in sublist.match(b"foo.bar").psubs}
+    assert starts == {b"7": b"MSG foo.bar 7 ", b"8": b""}
 
 
 def test_cache_is_updated_by_inserts_and_removes():

@@ -28,6 +28,15 @@ EXPLICIT_PULL = {
     "num_replicas": 0,
 }
 EPHEMERAL = {"inactive_threshold": 5_000_000_000}
+#: Echoed config of a durable pull consumer created with only a durable name.
+DEFAULT_DURABLE = {
+    "deliver_policy": "all",
+    "ack_policy": "none",
+    "max_deliver": -1,
+    "replay_policy": "instant",
+    "max_waiting": 512,
+    "num_replicas": 0,
+}
 
 
 def info(stream: str, name: str, config: dict, num_pending: int = 0, kind: str = CREATE) -> dict:
@@ -685,9 +694,10 @@ def test_names_list_delete(start_js_server, raw_factory):
     assert list(lst) == ["type", "total", "offset", "limit", "consumers"]
     assert (lst["total"], lst["offset"], lst["limit"]) == (3, 0, 256)
     assert [c["name"] for c in lst["consumers"]] == ["a", "b", "c"]
-    assert lst["consumers"][0] == {
-        k: v for k, v in info("NL", "a", {}, kind="").items() if k != "type"
-    } | {"config": lst["consumers"][0]["config"]}
+    # Entries are ConsumerInfo without "type".
+    entry = info("NL", "a", {"durable_name": "a", "name": "a"} | DEFAULT_DURABLE)
+    del entry["type"]
+    assert lst["consumers"][0] == entry
     assert [c["name"] for c in raw.api("CONSUMER.LIST.NL", {"offset": 2})["consumers"]] == ["c"]
     assert raw.api("CONSUMER.LIST.NOPE") == api_error(
         "consumer_list_response",
