@@ -152,6 +152,9 @@ class Sublist:
         self.inserts = 0
         self.removes = 0
         self.cache_misses = 0
+        # Results shared by every subject starting with the same tokens (see `_prefix_hit`).
+        self._prefixes: dict[bytes, MatchResult] = {}
+        self._prefix_sizes: set[int] = set()
 
     def insert(self, sub: Subscription) -> None:
         level = self._root
@@ -209,33 +212,64 @@ class Sublist:
     def match(self, subject: bytes) -> MatchResult:
         """All subscriptions matching `subject`. Callers may try `cached(subject)` first."""
         cache = self._cache
-        if cache is not None:
-            result = cache.get(subject)
-            if result is not None:
-                return result
+        if cache is None:
+            return self._match(subject)
+        result = cache.get(subject)
+        if result is not None:
+            return result
+        result = self._prefix_hit(subject)
+        if result is not None:
+            return result
         self.cache_misses += 1
         result = self._match(subject)
-        if cache is not None:
-            if len(cache) >= CACHE_MAX:
-                for key in list(cache)[:CACHE_SWEEP]:
-                    del cache[key]
-            cache[subject] = result
+        if len(cache) >= CACHE_MAX:
+            for key in list(cache)[:CACHE_SWEEP]:
+                del cache[key]
+        cache[subject] = result
         return result
+
+    def _prefix_hit(self, subject: bytes) -> MatchResult | None:
+        """Subjects that differ only after the tokens a match looked at (acks: `$JS.ACK.<s>.
+        <c>.<dc>.<seq>...`, unique every time) share one result when only server-side
+        subscribers matched: those get no MSG line that would name the subject."""
+        for n in self._prefix_sizes:
+            end = -1
+            for _ in range(n):
+                end = subject.find(b".", end + 1)
+                if end < 0:
+                    break
+            else:
+                result = self._prefixes.get(subject[:end])
+                if result is not None:
+                    return result
+        return None
 
     def _match(self, subject: bytes) -> MatchResult:
         psubs: dict[Subscription, None] = {}
         qgroups: dict[bytes, dict[Subscription, None]] = {}
         tokens = subject.split(b".")
-        if all(tokens):
-            _match_level(self._root, tokens, psubs, qgroups)
+        if not all(tokens):
+            return EMPTY_RESULT
+        depth = _match_level(self._root, tokens, psubs, qgroups, 0)
         if not psubs and not qgroups:
             return EMPTY_RESULT
+        if not qgroups and depth < len(tokens) - 1 and len(self._prefixes) < CACHE_MAX and \
+                all(sub.client is None for sub in psubs):
+            # Tokens past `depth` were never looked at and only `>` subscriptions matched:
+            # every subject with these first depth+1 tokens (and more after) matches the same.
+            result = MatchResult([(sub, b"") for sub in psubs], [])
+            self._prefixes[b".".join(tokens[:depth + 1])] = result
+            self._prefix_sizes.add(depth + 1)
+            return result
         # Internal subscribers get no MSG line, so theirs is not built.
         starts = [(sub, msg_start(subject, sub.sid) if sub.client is not None else b"")
                   for sub in psubs]
         return MatchResult(starts, [list(group) for group in qgroups.values()])
 
     def _evict(self, pattern: bytes) -> None:
+        if self._prefixes:
+            self._prefixes.clear()
+            self._prefix_sizes.clear()
         cache = self._cache
         if not cache:
             return
@@ -274,23 +308,32 @@ def _match_level(
     tokens: list[bytes],
     psubs: dict[Subscription, None],
     qgroups: dict[bytes, dict[Subscription, None]],
-) -> None:
+    base: int,
+) -> int:
+    """Collect the matches; return the deepest token index (from the subject's start) whose
+    value or presence the result depends on."""
     node: _Node | None = None
     pwc: _Node | None = None
+    depth = base
     for i, token in enumerate(tokens):
         if level is None:
-            return
+            return depth
+        depth = base + i
         if level.fwc is not None:
             _collect(level.fwc, psubs, qgroups)
         pwc = level.pwc
         if pwc is not None:
-            _match_level(pwc.next, tokens[i + 1 :], psubs, qgroups)
+            depth = max(depth, _match_level(pwc.next, tokens[i + 1:], psubs, qgroups,
+                                            base + i + 1))
         node = level.nodes.get(token)
         level = node.next if node is not None else None
+    # All tokens consumed: the result depends on the subject's exact length.
+    depth = base + len(tokens)
     if node is not None:
         _collect(node, psubs, qgroups)
     if pwc is not None:
         _collect(pwc, psubs, qgroups)
+    return depth
 
 
 def _collect(

@@ -168,10 +168,14 @@ class FileSyncJob(SyncJob):
         plan = self.plan
         for fd, offset, data in plan.writes:
             durable.pwrite_all(fd, data, offset)
-        for path, offset, data in plan.patches:
-            self._patch(path, offset, data)
         for fd, path, length in plan.syncs:
             durable.fdatasync(fd, path, length)
+        # Erase in place only once the removal (tombstone or floor) is durable: an erased record
+        # on disk without it would be taken for a live message whose record is damaged (an
+        # erased record is as valid as the message was, and of the same length, so even the
+        # segment's CRC in its index stays the same).
+        for path, offset, data in plan.patches:
+            self._patch(path, offset, data)
         for index in plan.indexes:
             index.run()
         for compaction in plan.compactions:

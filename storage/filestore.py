@@ -48,8 +48,21 @@ Group commit details beyond `storage.store`:
   failed, so their messages must not show up later. Other changes it covered (removals, purges)
   stay applied and become durable with the next successful job. After a failure, `store_msg`
   first tries to write the pending bytes and raises StoreFull while that fails (disk full).
+
+Reads:
+
 * The tail of the active segment stays in memory (`cache_bytes`, at least everything not yet
   durable), so reading recent messages costs no syscall.
+* Elsewhere a read that continues the previous one (`load_next` walking a segment) fetches
+  READ_AHEAD bytes, and the bytes of the last read are kept for the next: a record's bytes do
+  not change while its segment keeps its header (a compaction writes a new one; an erase drops
+  them). Every record is still checked (CRC, kind, seq) each time it is decoded.
+* `load_batch` picks the entries from the segment index first (live flags, which local
+  subjects match, sizes for `max_bytes`; segments whose subject summary has no live match are
+  skipped), then reads them with one read per stretch of a segment and decodes them in one
+  loop. A record that fails there is read again alone, as `load` would; if it still fails it is
+  marked damaged and the batch ends before it (see `MessageStore.load_batch`).
+* Filters are normalised once per distinct tuple (`subjects.normalized`).
 """
 
 from __future__ import annotations
@@ -93,15 +106,29 @@ from storage.store import (
     StoreState,
     SyncJob,
     file_msg_size,
+    new_message,
     subject_len,
 )
-from storage.subjects import matcher, normalize
+from storage.subjects import matcher, normalize, normalized
 
 log = logging.getLogger("storage")
 
 META = "store.meta"
 FORMAT_VERSION = 1
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+# Reading. A read that continues where the previous one ended (a reader walking a segment)
+# fetches READ_AHEAD bytes at once; load_batch reads the records it returns from one segment
+# with one read per stretch of at most BATCH_SPAN bytes, starting a new read where BATCH_GAP
+# bytes or more lie between two of them (a sparse filter). A read kept for reuse is at most
+# KEEP_BLOCK bytes.
+READ_AHEAD = 64 << 10
+BATCH_SPAN = 1 << 20
+BATCH_GAP = 16 << 10
+KEEP_BLOCK = 1 << 20
+_HEADER_SIZE = record.HEADER_SIZE
+_TTL_SIZE = record.TTL_SIZE
+_CRC_SIZE = record.CRC_SIZE
 
 
 @dataclass
@@ -140,6 +167,8 @@ class FileStore(MessageStore):
         self._sub_id: dict[str, int] = {}
         self._sub_names: list[str] = []
         self._sub_bytes: list[bytes] = []
+        self._sub_extra = array("I")  # UTF-8 bytes beyond one per character
+        self._any_extra = False
         self._s_count = array("Q")
         self._s_first = array("Q")
         self._s_last = array("Q")
@@ -173,6 +202,10 @@ class FileStore(MessageStore):
         self._compact_check = False  # deletions happened: look for a segment to compact
         self._synced_seq = 0  # every message up to it was covered by a successful sync
         self._readers: OrderedDict[int, int] = OrderedDict()
+        # The last bytes read from a file: (segment, its header, file offset, bytes). Bytes of a
+        # record never change while its segment keeps that header (compaction gives a new one),
+        # except when it is erased, which drops this.
+        self._block: tuple[Segment, SegmentHeader, int, bytes] | None = None
         self._closed = False
         self._limited = False
         self._set_limits(config)
@@ -202,6 +235,10 @@ class FileStore(MessageStore):
         self._sub_id[subject] = gid
         self._sub_names.append(subject)
         self._sub_bytes.append(raw)
+        extra = len(raw) - len(subject)
+        self._sub_extra.append(extra)
+        if extra:
+            self._any_extra = True
         self._s_count.append(0)
         self._s_first.append(0)
         self._s_last.append(0)
@@ -759,6 +796,7 @@ class FileStore(MessageStore):
             rec = None
         if rec is None or rec.kind != record.KIND_MSG:
             return  # damaged already: nothing readable to overwrite
+        self._block = None  # it may hold the bytes being erased
         new = record.erased(raw[:rec.length])
         if seg.file is None or seg.file.patch(off, new):
             self._patches.append((seg.path, off, new))
@@ -1101,10 +1139,38 @@ class FileStore(MessageStore):
             buf = self._read(seg, off, rec.length)  # multi-byte subject characters
         return buf
 
+    def _fetch(self, seg: Segment, off: int, n: int, ahead: bool = True) -> tuple[bytes, int]:
+        """Bytes holding file bytes [off, off+n) of `seg` (fewer at its end), and where they
+        start in them. From the tail window, the kept block, or one read, which fetches
+        READ_AHEAD bytes when `ahead` and it continues the previous one."""
+        blk = self._block
+        sequential = False
+        if blk is not None and blk[0] is seg and blk[1] is seg.header:
+            lo, buf = blk[2], blk[3]
+            if lo <= off and (off + n <= lo + len(buf) or lo + len(buf) >= seg.size):
+                return buf, off - lo
+            sequential = ahead and lo <= off <= lo + len(buf) + BATCH_GAP
+        f = seg.file
+        if f is not None and off >= f.win_start:
+            return f.read(off, n), 0
+        buf = self._read(seg, off, max(n, READ_AHEAD) if sequential else n)
+        if len(buf) <= KEEP_BLOCK:
+            self._block = (seg, seg.header, off, buf)
+        return buf, 0
+
     def _decode(self, seg: Segment, i: int) -> StoredMessage:
         seq = seg.seqs[i]
+        gid = seg.lsub_gid[seg.sids[i]]
+        name, raw = self._sub_names[gid], self._sub_bytes[gid]
         try:
-            return record.decode_message(self._record_bytes(seg, i), seq)
+            buf, pos = self._fetch(seg, seg.offs[i], seg.sizes[i] + READ_SLACK)
+            return record.decode_at(buf, pos, seq, name, raw)
+        except (BadRecord, OSError):
+            pass
+        # Read it again on its own, whole and fresh (not from the kept block), to be sure.
+        self._block = None
+        try:
+            return record.decode_at(self._record_bytes(seg, i), 0, seq, name, raw)
         except (BadRecord, OSError) as e:
             detail = str(e)
         log.error("store %s: message %d in segment %d fails verification (%s); not serving it",
@@ -1126,6 +1192,186 @@ class FileStore(MessageStore):
             return self._decode(seg, i)
         if flag == DAMAGED:
             raise CorruptRecord(seq)
+        return None
+
+    def load_batch(self, start_seq: int, filters: tuple[str, ...] = (ALL,), max_msgs: int = 256,
+                   max_bytes: int = 0) -> list[StoredMessage]:
+        self._check_open()
+        out: list[StoredMessage] = []
+        start = max(start_seq, self._floor())
+        if max_msgs <= 0 or start > self._last_seq:
+            return out
+        norm = normalized(filters)
+        gids = None if norm is None else self._matching_gids(norm)
+        stop = self._last_seq + 1  # candidates lie below it: the end, or the first damaged seq
+        damaged = self._damaged.first_at_or_after(start) if self._damaged else None
+        if damaged is not None:
+            stop = damaged
+        used = 0  # the sizes of `out`, when max_bytes
+        segs = self._segs if gids is None or gids else ()  # no subject matches: none to read
+        for k in range(max(0, bisect_right(self._bases, start) - 1), len(segs)):
+            seg = segs[k]
+            if seg.base >= stop:
+                break
+            if not seg.live:
+                continue
+            matched = single = None
+            if gids is not None:
+                matched = seg.live_locals(norm, gids.__contains__)
+                lsub_live = seg.lsub_live
+                if len(matched) == len(seg.lsub_gid):
+                    matched = None  # every subject of the segment matches
+                elif len(matched) == 1:
+                    (single,) = matched
+                    if not lsub_live[single]:
+                        continue
+                elif not any(lsub_live[x] for x in matched):
+                    continue
+            sel = self._select(seg, start, stop, matched, single, max_msgs - len(out))
+            if not sel:
+                continue
+            full = len(out) + len(sel) >= max_msgs
+            if max_bytes > 0:
+                cut, used = self._within_bytes(seg, sel, max_bytes, used, not out)
+                if cut < len(sel):
+                    sel, full = sel[:cut], True
+            error = self._decode_batch(seg, sel, out)
+            if error is not None:
+                if not out:
+                    raise error
+                return out
+            if full:
+                return out
+        if not out and damaged is not None:
+            raise CorruptRecord(damaged, "the next message may be in a damaged range")
+        return out
+
+    @staticmethod
+    def _select(seg: Segment, start: int, stop: int, matched: frozenset[int] | None,
+                single: int | None, want: int):
+        """Indices of up to `want` live entries of `seg` with start <= seq < stop, in order:
+        all of them (matched None), those of local subject `single`, or those whose local
+        subject is in `matched`."""
+        seqs, flags = seg.seqs, seg.flags
+        i = seg.lower(start)
+        end = len(seqs) if seqs[-1] < stop else seg.lower(stop)
+        if i >= end:
+            return ()
+        if matched is None:
+            if flags.count(DELETED, i, min(end, i + want)) == 0 and \
+                    flags.count(DAMAGED, i, min(end, i + want)) == 0:
+                return range(i, min(end, i + want))  # the common case: all live
+            out: list[int] = []
+            while want > 0:  # runs of live entries
+                i = flags.find(LIVE, i, end)
+                if i < 0:
+                    break
+                w = min(end - i, want)
+                run = w - len(flags[i:i + w].lstrip(b"\x00"))
+                out.extend(range(i, i + run))
+                want -= run
+                i += run
+            return out
+        sids = seg.sids
+        out = []
+        if single is not None:
+            while len(out) < want:
+                try:
+                    i = sids.index(single, i, end)
+                except ValueError:
+                    break
+                if flags[i] == LIVE:
+                    out.append(i)
+                i += 1
+            return out
+        for j in range(i, end):
+            if flags[j] == LIVE and sids[j] in matched:
+                out.append(j)
+                if len(out) >= want:
+                    break
+        return out
+
+    def _within_bytes(self, seg: Segment, sel, max_bytes: int, used: int,
+                      first: bool) -> tuple[int, int]:
+        """How many of the entries `sel` fit in max_bytes of `StoredMessage.size` on top of
+        `used` (the first message of a batch always does), and the new total."""
+        sizes, hdrs = seg.sizes, seg.hdrs
+        extra = self._sub_extra if self._any_extra else None
+        sids, lsub_gid = seg.sids, seg.lsub_gid
+        for p, j in enumerate(sel):
+            # file_msg_size without its overheads, and the subject in characters
+            size = sizes[j] - FILE_MSG_OVERHEAD - (FILE_HDR_OVERHEAD if hdrs[j] else 0)
+            if extra is not None:
+                size -= extra[lsub_gid[sids[j]]]
+            if used + size > max_bytes and not (first and p == 0):
+                return p, used
+            used += size
+        return len(sel), used
+
+    def _decode_batch(self, seg: Segment, sel, out: list[StoredMessage]) -> CorruptRecord | None:
+        """Append the messages of entries `sel` (ascending) to `out`, reading neighbouring
+        records with one read. Stops at a record that fails verification: `_decode` marks it
+        damaged, and its CorruptRecord is returned."""
+        offs, sizes, seqs = seg.offs, seg.sizes, seg.seqs
+        sids, lsub_gid = seg.sids, seg.lsub_gid
+        names, raws = self._sub_names, self._sub_bytes
+        unpack, unpack_ttl, unpack_crc = (record.HEADER.unpack_from, record.TTL.unpack_from,
+                                          record.CRC.unpack_from)
+        crc32, make, append = zlib.crc32, new_message, out.append
+        kind_msg, f_ttl = record.KIND_MSG, record.F_TTL
+        n = len(sel)
+        p = 0
+        while p < n:
+            i = sel[p]
+            lo = offs[i]
+            hi = lo + sizes[i] + READ_SLACK
+            q = p + 1
+            while q < n:  # extend the read over the next records while they are near
+                j = sel[q]
+                o = offs[j]
+                e = o + sizes[j] + READ_SLACK
+                if o - hi >= BATCH_GAP or e - lo > BATCH_SPAN:
+                    break
+                hi = e
+                q += 1
+            try:
+                buf, base = self._fetch(seg, lo, hi - lo, ahead=False)
+            except OSError:
+                buf, base = b"", 0  # each record is read again on its own below
+            size = len(buf)
+            with memoryview(buf) as view:
+                for r in range(p, q):
+                    i = sel[r]
+                    o = offs[i] - lo + base
+                    seq = seqs[i]
+                    # record.decode_at, inlined
+                    if o + _HEADER_SIZE <= size:
+                        kind, flags, s, h, d, rseq, ts = unpack(buf, o)
+                        body = o + _HEADER_SIZE
+                        ttl = 0
+                        if flags == f_ttl and body + _TTL_SIZE <= size:
+                            ttl = unpack_ttl(buf, body)[0]
+                            body += _TTL_SIZE
+                            flags = 0
+                        b = body + s
+                        c = b + h
+                        e = c + d
+                        if (not flags and kind == kind_msg and rseq == seq
+                                and e + _CRC_SIZE <= size
+                                and crc32(view[o:e]) == unpack_crc(buf, e)[0]):
+                            gid = lsub_gid[sids[i]]
+                            raw = raws[gid]
+                            if s == len(raw) and buf.startswith(raw, body):
+                                subject = names[gid]
+                            else:
+                                subject = buf[body:b].decode()
+                            append(make(seq, subject, buf[b:c] if h else b"", buf[c:e], ts, ttl))
+                            continue
+                    try:  # not whole in this read, or damaged: as load() would
+                        append(self._decode(seg, i))
+                    except CorruptRecord as exc:
+                        return exc
+            p = q
         return None
 
     def _matching_gids(self, norm: tuple[str, ...]) -> set[int]:
@@ -1197,7 +1443,7 @@ class FileStore(MessageStore):
         start = max(start_seq, self._floor())
         if start > self._last_seq:
             return None
-        found = self._next_entry(start, normalize(filters))
+        found = self._next_entry(start, normalized(filters))
         if self._damaged:
             d = self._damaged.first_at_or_after(start)
             if d is not None and (found is None or d < found[0].seqs[found[1]]):
@@ -1228,7 +1474,7 @@ class FileStore(MessageStore):
 
     def load_last(self, filters: tuple[str, ...] = (ALL,)) -> StoredMessage | None:
         self._check_open()
-        norm = normalize(filters)
+        norm = normalized(filters)
         seq = 0
         if norm is None:
             for seg in reversed(self._segs):
@@ -1260,7 +1506,7 @@ class FileStore(MessageStore):
         start = max(start_seq, self._first)
         if start > self._last_seq:
             return 0
-        norm = normalize(filters)
+        norm = normalized(filters)
         gids = None if norm is None else self._matching_gids(norm)
         if last_per_subject:
             pool = range(len(self._s_count)) if gids is None else gids
@@ -1670,6 +1916,7 @@ class FileStore(MessageStore):
 
     def _release(self) -> None:
         self._closed = True
+        self._block = None
         for seg in self._segs + self._dead:
             if seg.file is not None:
                 seg.file.close()

@@ -24,7 +24,7 @@ from storage.store import (
     memory_msg_size,
     subject_len,
 )
-from storage.subjects import matcher, normalize
+from storage.subjects import matcher, normalized
 
 
 class MemoryStore(MessageStore):
@@ -66,7 +66,7 @@ class MemoryStore(MessageStore):
             self._head = 0
 
     def _matches(self, filters: tuple[str, ...] | str | None):
-        norm = normalize(filters)
+        norm = normalized(filters)
         return None if norm is None else matcher(norm)
 
     @staticmethod
@@ -214,6 +214,35 @@ class MemoryStore(MessageStore):
             if match is None or match(msg.subject):
                 return msg
         return None
+
+    def load_batch(self, start_seq: int, filters: tuple[str, ...] = (ALL,), max_msgs: int = 256,
+                   max_bytes: int = 0) -> list[StoredMessage]:
+        self._check_open()
+        out: list[StoredMessage] = []
+        if max_msgs <= 0:
+            return out
+        match = self._matches(filters)
+        decided: dict[str, bool] = {}  # the match decision per subject, taken once
+        seqs, msgs = self._seqs, self._msgs
+        used = 0
+        for i in range(max(self._head, bisect_left(seqs, start_seq)), len(seqs)):
+            msg = msgs.get(seqs[i])
+            if msg is None:
+                continue
+            if match is not None:
+                ok = decided.get(msg.subject)
+                if ok is None:
+                    ok = decided[msg.subject] = match(msg.subject)
+                if not ok:
+                    continue
+            if max_bytes > 0:
+                used += len(msg.subject) + len(msg.hdr) + len(msg.data)
+                if used > max_bytes and out:
+                    break
+            out.append(msg)
+            if len(out) >= max_msgs:
+                break
+        return out
 
     def load_last(self, filters: tuple[str, ...] = (ALL,)) -> StoredMessage | None:
         self._check_open()

@@ -28,7 +28,13 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from storage.store import FILE_HDR_OVERHEAD, FILE_MSG_OVERHEAD, StoredMessage, file_msg_size
+from storage.store import (
+    FILE_HDR_OVERHEAD,
+    FILE_MSG_OVERHEAD,
+    StoredMessage,
+    file_msg_size,
+    new_message,
+)
 
 KIND_MSG = 0xB1
 KIND_ERASED = 0xB2
@@ -41,6 +47,13 @@ HEADER = struct.Struct("<BBHIIQq")
 TTL = struct.Struct("<q")
 CRC = struct.Struct("<I")
 U64 = struct.Struct("<Q")
+HEADER_SIZE = HEADER.size
+TTL_SIZE = TTL.size
+CRC_SIZE = CRC.size
+_unpack_header = HEADER.unpack_from
+_unpack_ttl = TTL.unpack_from
+_unpack_crc = CRC.unpack_from
+_crc32 = zlib.crc32
 OVERHEAD = HEADER.size + CRC.size  # a message record without ttl: OVERHEAD + body
 MAX_OVERHEAD = OVERHEAD + TTL.size
 MAX_SUBJECT = 0xFFFF
@@ -53,6 +66,10 @@ _BIG_ENDIAN = sys.byteorder == "big"
 
 class BadRecord(ValueError):
     """The bytes at an offset are not the expected valid record."""
+
+
+class ShortRecord(BadRecord):
+    """The record's header says it runs past the end of the bytes given: read more."""
 
 
 def u64_array(raw: bytes) -> array:
@@ -181,6 +198,44 @@ def decode_message(buf: bytes, seq: int) -> StoredMessage:
     c = b + rec.hdr_len
     return StoredMessage(rec.seq, buf[a:b].decode(), buf[b:c], buf[c:c + rec.data_len],
                          rec.ts, rec.ttl)
+
+
+def decode_at(buf: bytes, off: int, seq: int, subject: str = "",
+              subject_raw: bytes = b"") -> StoredMessage:
+    """The MSG record for `seq` at `off` in `buf` (which may run past it), checked as
+    `decode_message` checks it, in one pass. `subject`/`subject_raw`: the subject the caller
+    expects (str and UTF-8); when the record holds exactly those bytes the message shares that
+    str instead of decoding a new one. Raises ShortRecord when `buf` ends before the record does
+    (it may be whole in a longer read), BadRecord when it is not that valid record."""
+    end = len(buf)
+    if off + HEADER_SIZE > end:
+        raise ShortRecord("not a whole record header")
+    kind, flags, s, h, d, rseq, ts = _unpack_header(buf, off)
+    body = off + HEADER_SIZE
+    ttl = 0
+    if flags:
+        if flags != F_TTL:
+            raise BadRecord(f"bad record flags {flags:#x}")
+        if body + TTL_SIZE > end:
+            raise ShortRecord("not a whole record header")
+        ttl = _unpack_ttl(buf, body)[0]
+        body += TTL_SIZE
+    b = body + s
+    c = b + h
+    e = c + d
+    if e + CRC_SIZE > end:
+        if kind not in KINDS:
+            raise BadRecord("not a record")
+        raise ShortRecord(f"record of {e + CRC_SIZE - off} bytes, {end - off} given")
+    with memoryview(buf) as view:
+        ok = _crc32(view[off:e]) == _unpack_crc(buf, e)[0]
+    if not ok:
+        raise BadRecord("checksum mismatch or not a record")
+    if kind != KIND_MSG or rseq != seq:
+        raise BadRecord(f"expected message {seq}, found kind {kind:#x} seq {rseq}")
+    if s != len(subject_raw) or not buf.startswith(subject_raw, body):
+        subject = buf[body:b].decode()
+    return new_message(seq, subject, buf[b:c] if h else b"", buf[c:e], ts, ttl)
 
 
 def subject_of(buf: bytes, rec: Record) -> str:

@@ -43,6 +43,24 @@ def normalize(filters: tuple[str, ...] | str | None) -> tuple[str, ...] | None:
     return tuple(sorted(set(filters)))
 
 
+_NORMALIZED: dict = {}
+
+
+def normalized(filters: tuple[str, ...] | str | None) -> tuple[str, ...] | None:
+    """`normalize`, remembered per filters value: readers pass the same tuple on every call."""
+    try:
+        return _NORMALIZED[filters]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable (a list)
+        return normalize(filters)
+    norm = normalize(filters)
+    if len(_NORMALIZED) >= 4096:  # many one-off filters: start over
+        _NORMALIZED.clear()
+    _NORMALIZED[filters] = norm
+    return norm
+
+
 @lru_cache(maxsize=1024)
 def matcher(filters: tuple[str, ...]) -> Matcher:
     """A predicate for normalized, non-None filters."""

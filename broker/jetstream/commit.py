@@ -48,11 +48,13 @@ class GroupCommit:
         self.loop = loop
         self.sync_interval = sync_interval
         self._waiting: dict[Syncable, list[Reply]] = {}  # stores that asked, and their replies
-        self._in_flight: dict[Syncable, asyncio.Task] = {}
+        self._in_flight: dict[Syncable, asyncio.Future] = {}
         self._watchers: dict[Syncable, Watcher] = {}
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Future] = set()
+        # Called after replies were released, so they go out now rather than next loop turn.
+        self.on_released: Callable[[], None] | None = None
         self.syncs = 0  # completed sync jobs, for monitoring and tests
         if sync_interval is not None:
             self._timer = loop.call_later(sync_interval, self._periodic)
@@ -102,19 +104,21 @@ class GroupCommit:
         if job is None:
             self._finished(store, watcher, mark, replies, None)
             return
-        task = self.loop.create_task(self._run(store, job, watcher, mark, replies))
-        self._in_flight[store] = task
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # A future with a callback, not a task: one loop turn less between fsync and reply.
+        future = self.loop.run_in_executor(None, job.run)
+        self._in_flight[store] = future
+        self._tasks.add(future)
+        future.add_done_callback(
+            lambda done: self._done(store, job, watcher, mark, replies, done))
 
-    async def _run(self, store: Syncable, job: SyncJob, watcher: Watcher | None, mark: int,
-                   replies: list[Reply]) -> None:
-        error: BaseException | None = None
-        try:
-            await self.loop.run_in_executor(None, job.run)
-        except OSError as exc:
-            logger.error("JetStream sync failed for %s: %s", _name(store), exc)
-            error = exc
+    def _done(self, store: Syncable, job: SyncJob, watcher: Watcher | None, mark: int,
+              replies: list[Reply], future: asyncio.Future) -> None:
+        self._tasks.discard(future)
+        error = future.exception()
+        if error is not None:
+            logger.error("JetStream sync failed for %s: %s", _name(store), error)
+            if not isinstance(error, OSError):
+                logger.error("unexpected sync failure", exc_info=error)
         try:
             store.finish_sync(job)
         except OSError as exc:
@@ -124,6 +128,8 @@ class GroupCommit:
         self._finished(store, watcher, mark, replies, error)
         if store in self._waiting and self.sync_interval is None:
             self._start(store)
+        if self.on_released is not None:
+            self.on_released()
 
     @staticmethod
     def _finished(store: Syncable, watcher: Watcher | None, mark: int, replies: list[Reply],

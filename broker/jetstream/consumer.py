@@ -28,6 +28,7 @@ from broker.jetstream.consumerstate import (
     DELIVER,
     DROP,
     NAK,
+    SKIP,
     TERM,
     ConsumerState,
 )
@@ -40,11 +41,14 @@ if TYPE_CHECKING:
     from broker.jetstream.stream import Stream
     from broker.sublist import Subscription
 
+encode_op = ConsumerState.encode_op
 NANOS = 1_000_000_000
 FC_MAX_WINDOW = 32 * 1024 * 1024
 FC_START_WINDOW = FC_MAX_WINDOW // 16
 COMPACT_AFTER = 1 << 20  # state log bytes before a snapshot replaces it
+COMPACT_CHECK = 1024  # state changes between two looks at the log's size
 ADVISORY_PREFIX = "io.nats.jetstream.advisory.v1."
+READ_AHEAD = 256  # messages read from the store per call for new deliveries
 
 
 @dataclass
@@ -77,6 +81,7 @@ class Consumer:
         self.loop = js.server.loop
         self.closed = False
         self.filters = config.filters
+        self.acks_required = config.acks_required
         self._all = self.filters == (">",)
         self._ack_prefix = b"$JS.ACK.%s.%s." % (stream.config.name.encode(), name.encode())
         self._subs: list[Subscription] = []
@@ -84,6 +89,8 @@ class Consumer:
         self._redeliver: deque[int] = deque()
         self._queued: set[int] = set()
         self._lps: deque[int] = deque()  # last-per-subject sequences still to deliver first
+        self._ahead: deque[StoredMessage] = deque()  # read-ahead of new messages
+        self._ahead_removals = -1
         self._num_pending: int | None = None  # cached; valid while store.removals is unchanged
         self._removals_seen = -1
         self._pump_scheduled = False
@@ -98,6 +105,10 @@ class Consumer:
         self._fc_reply = b""
         self._last_delivery = 0.0
         self._exceeded: set[int] = set()
+        self._logged = 0
+        self._not_before = 0.0  # loop time before which push delivery waits (rate, replay)
+        self._wake_timer: Any = None
+        self._replay_last_ts = 0
 
     # Lifecycle
 
@@ -136,7 +147,7 @@ class Consumer:
         self._subs.clear()
         if self.is_push:
             self.server.unwatch_interest(self.config.deliver_subject.encode(), self._interest)
-        for timer in (self._ack_timer, self._hb_timer, self._inactive_timer):
+        for timer in (self._ack_timer, self._hb_timer, self._inactive_timer, self._wake_timer):
             if timer is not None:
                 timer.cancel()
         while self.waiting:
@@ -200,24 +211,60 @@ class Consumer:
     def _pump_push(self) -> None:
         target = self.config.deliver_subject.encode()
         while self.active and not self._stalled():
+            if self._throttled():
+                return
             item = self._next()
             if item is None:
                 return
             msg, dc = item
-            self._deliver(msg, dc, target)
+            if dc == 1 and self._hold_for_replay(msg):
+                return
+            size = self._deliver(msg, dc, target)
+            if self.config.rate_limit_bps:
+                # The next delivery waits until this one's bits fit the rate.
+                self._not_before = self.loop.time() + size * 8 / self.config.rate_limit_bps
+
+    def _throttled(self) -> bool:
+        wait = self._not_before - self.loop.time()
+        if wait <= 0:
+            return False
+        if self._wake_timer is None:
+            self._wake_timer = self.loop.call_later(wait, self._wake)
+        return True
+
+    def _hold_for_replay(self, msg: StoredMessage) -> bool:
+        """replay_policy "original": keep the spacing the messages were published with."""
+        if self.config.replay_policy != "original" or not self._replay_last_ts:
+            self._replay_last_ts = msg.ts
+            return False
+        due = self._last_delivery + (msg.ts - self._replay_last_ts) / NANOS
+        if due <= self.loop.time():
+            self._replay_last_ts = msg.ts
+            return False
+        self._not_before = due
+        self._throttled()
+        return True
+
+    def _wake(self) -> None:
+        self._wake_timer = None
+        self.signal()
 
     def _pump_pull(self) -> None:
         now = self.loop.time()
+        # Interest cannot change during this (synchronous) pass: check each request once.
+        checked: set[int] = set()
         while self.waiting:
             request = self.waiting[0]
-            if request.expires and now >= request.expires:
-                self.waiting.popleft()
-                self._expire_request(request)
-                continue
-            if not self.server.has_interest(request.reply):
-                self.waiting.popleft()
-                self._end_request(request)
-                continue
+            if id(request) not in checked:
+                if request.expires and now >= request.expires:
+                    self.waiting.popleft()
+                    self._expire_request(request)
+                    continue
+                if not self.server.has_interest(request.reply):
+                    self.waiting.popleft()
+                    self._end_request(request)
+                    continue
+                checked.add(id(request))
             item = self._next(request.max_bytes - request.bytes_sent if request.max_bytes else 0,
                               len(request.reply))
             if item is None:
@@ -280,7 +327,7 @@ class Consumer:
             self._queued.discard(sseq)
             return msg, dc
         cfg = self.config
-        if cfg.acks_required and 0 < cfg.max_ack_pending <= len(state.pending):
+        if self.acks_required and 0 < cfg.max_ack_pending <= len(state.pending):
             return None
         msg = self._next_new()
         if msg is None:
@@ -303,12 +350,34 @@ class Consumer:
             msg = self._load(sseq)
             if msg is not None:
                 return msg
-        if self.state.cursor > durable:
+        ahead = self._read_ahead()
+        if not ahead or ahead[0].seq > durable:
             return None
-        msg = self.stream.store.load_next(self.state.cursor, self.filters)
-        if msg is None or msg.seq > durable:
-            return None
-        return msg
+        return ahead[0]  # stays in the read-ahead until delivery moves the cursor past it
+
+    def _read_ahead(self) -> deque[StoredMessage]:
+        """The next matching messages from the cursor, read in batches (one store call per
+        READ_AHEAD messages). Valid while nothing left the store since it was read."""
+        ahead = self._ahead
+        store = self.stream.store
+        if ahead and store.removals != self._ahead_removals:
+            ahead.clear()
+        cursor = self.state.cursor
+        while ahead and ahead[0].seq < cursor:
+            ahead.popleft()
+        while not ahead and cursor <= self.stream.durable_seq:
+            try:
+                ahead.extend(store.load_batch(cursor, self.filters, READ_AHEAD))
+            except CorruptRecord as exc:
+                # Never delivered: step over the damaged record (the stream reports it lost).
+                logger.error("JetStream consumer '%s > %s': skipping %s", self.stream.config.name,
+                             self.name, exc)
+                self._record((SKIP, max(exc.seq, cursor)))
+                cursor = self.state.cursor
+                continue
+            self._ahead_removals = store.removals
+            break
+        return ahead
 
     def _load(self, sseq: int) -> StoredMessage | None:
         try:
@@ -339,7 +408,7 @@ class Consumer:
         if self.is_push and self.config.flow_control:
             self._fc_bytes += len(payload)
             self._maybe_request_flow_control()
-        if self.config.acks_required:
+        if self.acks_required:
             if self._ack_timer is None:
                 self._schedule_ack_timer()
         elif self.stream.config.retention != "limits":
@@ -358,21 +427,29 @@ class Consumer:
 
     def _record(self, op: tuple[int, ...]) -> None:
         self.state.apply(op)
-        self.log.append(ConsumerState.encode_op(op))
-        if self.log.size() > COMPACT_AFTER:
-            self.log.compact(self.state.snapshot())
+        self.log.append(encode_op(op))
+        self._logged += 1
+        if self._logged >= COMPACT_CHECK:
+            self._logged = 0
+            if self.log.size() > COMPACT_AFTER:
+                self.log.compact(self.state.snapshot())
 
     # Acks
 
     def _on_ack(self, subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
-        tokens = subject.split(b".")
-        if len(tokens) < 9:
+        # $JS.ACK.<stream>.<consumer>.<dc>.<sseq>.<cseq>.<ts>.<pending>: the last five tokens.
+        tokens = subject.rsplit(b".", 5)
+        if len(tokens) < 6:
             return
         try:
-            dc, sseq = int(tokens[4]), int(tokens[5])
+            dc, sseq = int(tokens[1]), int(tokens[2])
         except ValueError:
             return
         body = payload[hdr:] if hdr > 0 else payload
+        if not body and not reply:  # the common case: a plain ack
+            self._ack(sseq)
+            self.signal()
+            return
         kind, _, arg = body.strip().partition(b" ")
         if kind in (b"", b"+ACK", b"+OK"):
             self._ack(sseq)
@@ -401,7 +478,7 @@ class Consumer:
 
     def _ack(self, sseq: int) -> None:
         state = self.state
-        if not self.config.acks_required:
+        if not self.acks_required:
             return
         if self.config.ack_policy == "all":
             acked = [s for s in state.pending if s <= sseq]
@@ -414,8 +491,9 @@ class Consumer:
         if sseq not in state.pending:
             return
         self._record((ACK, sseq))
-        self.last_ack = now_ns()
-        self.stream.on_acked(self, [sseq])
+        self.last_ack = self.last_active = now_ns()
+        if self.stream.config.retention != "limits":
+            self.stream.on_acked(self, [sseq])
 
     def _nak(self, sseq: int, dc: int, arg: bytes) -> None:
         if sseq not in self.state.pending:
@@ -483,7 +561,7 @@ class Consumer:
         return self.config.ack_wait
 
     def _schedule_ack_timer(self, delay: float | None = None) -> None:
-        if not self.config.acks_required or self.closed:
+        if not self.acks_required or self.closed:
             return
         if delay is None:
             delay = self._next_deadline()

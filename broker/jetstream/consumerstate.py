@@ -32,10 +32,20 @@ _SNAP_HEAD = struct.Struct("<QQQQQI")  # delivered cseq/sseq, floor cseq/sseq, c
 _SNAP_PENDING = struct.Struct("<QQqQ")  # sseq, cseq, ts, redelivered
 
 
-@dataclass
 class Pending:
-    cseq: int  # consumer sequence of the latest delivery
-    ts: int  # when it was (last) delivered, ns; the ack deadline counts from here
+    """One delivered, unacknowledged message (a slots class: one is made per delivery)."""
+
+    __slots__ = ("cseq", "ts")
+
+    def __init__(self, cseq: int, ts: int) -> None:
+        self.cseq = cseq  # consumer sequence of the latest delivery
+        self.ts = ts  # when it was (last) delivered, ns; the ack deadline counts from here
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pending) and (self.cseq, self.ts) == (other.cseq, other.ts)
+
+    def __repr__(self) -> str:
+        return f"Pending(cseq={self.cseq}, ts={self.ts})"
 
 
 @dataclass

@@ -59,6 +59,7 @@ class JetStream:
         self.domain = opts.domain
         self.duplicate_limit = int(opts.duplicate_window * 1e9)
         self.commit = GroupCommit(server.loop, opts.sync_interval)
+        self.commit.on_released = server.flush
         self.streams: dict[str, Stream] = {}
         self.offline: dict[str, str] = {}  # stream name -> why it could not be recovered
         self._ingest_subs: dict[str, list[Subscription]] = {}
@@ -66,7 +67,7 @@ class JetStream:
         self.direct_get: Callable[[Stream], Callable[[bytes, bytes, int, bytes], None]] | None = \
             None
         self._expiry_timer: Any = None
-        self._usage_cache: dict[str, tuple[int, float]] = {}
+        self._usage_cache: dict[str, list] = {}  # storage -> [bytes, refresh at]
         self.api_total = 0
         self.api_errors = 0
         self.ready = False
@@ -236,15 +237,17 @@ class JetStream:
         return sum(s.store.state().bytes for s in self.streams.values()
                    if s.config.storage == storage)
 
-    def _recent_usage(self, storage: str) -> int:
-        """`usage()` recomputed at most every USAGE_REFRESH seconds: the publish path only needs
-        to know whether the account is near its limit, not the exact byte count."""
+    def _recent_usage(self, storage: str, adding: int) -> int:
+        """Storage used, for the publish path: `usage()` recomputed at most every
+        USAGE_REFRESH seconds, plus what was published since (an upper bound)."""
         now = self.server.loop.time()
         cached = self._usage_cache.get(storage)
         if cached is None or now >= cached[1]:
-            cached = (self.usage(storage), now + USAGE_REFRESH)
+            cached = [self.usage(storage), now + USAGE_REFRESH]
             self._usage_cache[storage] = cached
-        return cached[0]
+        used = cached[0]
+        cached[0] += adding
+        return used
 
     # Ingest: core NATS publishes on stream subjects
 
@@ -311,9 +314,9 @@ class JetStream:
 
     def _check_limits(self, stream: Stream, size: int) -> None:
         if stream.config.storage == "memory":
-            if self._recent_usage("memory") + size > self.max_memory:
+            if self._recent_usage("memory", size) + size > self.max_memory:
                 raise errors.memory_exceeded()
-        elif self.max_storage > 0 and self._recent_usage("file") + size > self.max_storage:
+        elif self.max_storage > 0 and self._recent_usage("file", size) + size > self.max_storage:
             raise errors.storage_exceeded()
 
     # Consumers

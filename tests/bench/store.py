@@ -2,8 +2,10 @@
 
 Prints store_msg rates with a group commit every 256 messages (inline, and pipelined with the
 fsync in a worker thread as the broker does it), the cost of one fdatasync here, open/recovery
-time, disk bytes and index memory per message, load()/load_next() rates, and the skip_msg rate
-(interest streams nobody listens to) with the disk it costs.
+time, disk bytes and index memory per message, read rates (load, load_next, and load_batch as a
+consumer reads: batches of 256, also filtered and with a byte budget; and with a filter that
+matches one message in eight), and the skip_msg rate (interest streams nobody listens to) with the
+disk it costs. `--reads-only` measures just the reads.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import threading
 import time
 
 from storage import FileStore, FileStoreOptions, MemoryStore, StoreConfig
-from storage.store import MessageStore
+from storage.store import ALL, MessageStore
 
 PAYLOAD = b"x" * 128
 SUBJECT = "bench.data"
@@ -156,14 +158,94 @@ def read_rates(store: MessageStore, count: int, last: int) -> dict:
             "load_tail_per_s": round(tail_rate), "load_next_filtered_per_s": round(filtered_rate)}
 
 
+def _walk(store: MessageStore, n: int, filters: tuple[str, ...], batch: int,
+          max_bytes: int = 0) -> float:
+    """Read up to n messages from the start as a consumer does; messages per second."""
+    t0 = time.perf_counter()
+    seq = 1
+    got = 0
+    while got < n:
+        if batch:
+            msgs = store.load_batch(seq, filters, batch, max_bytes)
+            if not msgs:
+                break
+            got += len(msgs)
+            seq = msgs[-1].seq + 1
+        else:
+            msg = store.load_next(seq, filters)
+            if msg is None:
+                break
+            got += 1
+            seq = msg.seq + 1
+    return got / (time.perf_counter() - t0)
+
+
+def batch_rates(store: MessageStore, count: int) -> dict:
+    """load_batch in batches of BATCH (what a pull consumer asks for), against load_next."""
+    n = min(count, 300_000)
+    return {
+        "load_batch_per_s": round(_walk(store, n, (ALL,), BATCH)),
+        "load_batch_filtered_per_s": round(_walk(store, n, (SUBJECT,), BATCH)),
+        "load_batch_wildcard_per_s": round(_walk(store, n, ("bench.*",), BATCH)),
+        "load_batch_max_bytes_16k_per_s": round(_walk(store, n, (ALL,), BATCH, 16 << 10)),
+    }
+
+
+def sparse_rates(store: MessageStore, count: int) -> dict:
+    """A stream of 8 subjects read through a filter matching one: matched messages per second
+    for load_next and load_batch."""
+    ts = time.time_ns()
+    for i in range(count):
+        store.store_msg(f"bench.{i % 8}", b"", PAYLOAD, ts + i)
+    _sync(store)
+    n = count // 8
+    return {"msgs": count, "matching": n,
+            "load_next_per_s": round(_walk(store, n, ("bench.3",), 0)),
+            "load_batch_per_s": round(_walk(store, n, ("bench.3",), BATCH)),
+            "load_batch_two_subjects_per_s": round(_walk(store, 2 * n, ("bench.3", "bench.5"),
+                                                         BATCH))}
+
+
+def reads_only(base: str, count: int) -> dict:
+    results: dict[str, dict] = {}
+    path = os.path.join(base, "reads")
+    fs = FileStore(path, StoreConfig("bench"))
+    store_inline(fs, count)
+    results["reads"] = read_rates(fs, count, count)
+    print("reads", results["reads"], flush=True)
+    results["batch_reads"] = batch_rates(fs, count)
+    print("batch reads", results["batch_reads"], flush=True)
+    fs.close()
+    fs = FileStore(path, StoreConfig("bench"))  # nothing in memory: every read from the files
+    results["reads_after_reopen"] = {**read_rates(fs, count, count), **batch_rates(fs, count)}
+    print("reads after reopen", results["reads_after_reopen"], flush=True)
+    fs.close()
+    shutil.rmtree(path)
+    fs = FileStore(path, StoreConfig("bench"))
+    results["sparse_filter"] = sparse_rates(fs, min(count, 400_000))
+    print("sparse filter", results["sparse_filter"], flush=True)
+    fs.close()
+    shutil.rmtree(path)
+    ms = MemoryStore(StoreConfig("bench"))
+    store_inline(ms, min(count, 300_000))
+    results["memory_store_reads"] = {**read_rates(ms, min(count, 300_000), min(count, 300_000)),
+                                     **batch_rates(ms, count)}
+    print("memory store reads", results["memory_store_reads"], flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.store")
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--dir", default=None, help="where to put the store (default: a tmp dir)")
+    parser.add_argument("--reads-only", action="store_true", help="only the read rates")
     args = parser.parse_args()
     base = tempfile.mkdtemp(prefix="store-bench-", dir=args.dir)
     results: dict[str, dict] = {}
     try:
+        if args.reads_only:
+            _summary(reads_only(base, args.count))
+            return
         results["fdatasync"] = fdatasync_cost(base)
         print("fdatasync", results["fdatasync"], flush=True)
 
@@ -174,6 +256,8 @@ def main() -> None:
         results["index"] = {"bytes_per_msg_in_memory": round(index_bytes(fs) / args.count, 1)}
         results["reads"] = read_rates(fs, args.count, args.count)
         print("reads", results["reads"], flush=True)
+        results["batch_reads"] = batch_rates(fs, args.count)
+        print("batch reads", results["batch_reads"], flush=True)
         fs.close()
         results["disk"] = {"bytes_per_msg": round(disk_bytes(path) / args.count, 1),
                            "payload": len(PAYLOAD), "subject": len(SUBJECT)}
@@ -220,11 +304,24 @@ def main() -> None:
         print("skip_msg", results["skip_msg"], flush=True)
         shutil.rmtree(path)
 
+        path = os.path.join(base, "sparse")
+        fs = FileStore(path, StoreConfig("bench"))
+        results["sparse_filter"] = sparse_rates(fs, min(args.count, 400_000))
+        print("sparse filter", results["sparse_filter"], flush=True)
+        fs.close()
+        shutil.rmtree(path)
+
         ms = MemoryStore(StoreConfig("bench"))
         results["memory_store"] = store_inline(ms, min(args.count, 500_000))
         print("memory store", results["memory_store"], flush=True)
+        results["memory_store_reads"] = batch_rates(ms, args.count)
+        print("memory store reads", results["memory_store_reads"], flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+    _summary(results)
+
+
+def _summary(results: dict) -> None:
     print("\nsummary")
     print(json.dumps(results, indent=2))
 

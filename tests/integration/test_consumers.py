@@ -258,3 +258,58 @@ async def test_ack_for_unknown_sequences_and_garbage_is_ignored(js_env):
     assert (await nc.request(m1.reply, b"+ACK", timeout=2)).data == b""  # again: no change
     state = await info(nc, "robust")
     assert (state.num_ack_pending, state.ack_floor.stream_seq, state.num_pending) == (0, 1, 1)
+
+
+async def test_ordered_consumer_continues_across_a_server_restart(start_broker, tmp_path):
+    server = start_broker("-js", "-sd", str(tmp_path / "store"))
+    server.restart_args_fixed()
+    reconnected = asyncio.Event()
+
+    async def on_reconnect() -> None:
+        reconnected.set()
+
+    nc = await nats.connect(server.url, reconnect_time_wait=0.1, max_reconnect_attempts=-1,
+                            reconnected_cb=on_reconnect)
+    js = nc.jetstream()
+    await nc.jsm().add_stream(name="EVENTS", subjects=["events.>"])
+    for i in range(50):
+        await js.publish("events.x", b"%d" % i)
+    sub = await js.subscribe("events.>", ordered_consumer=True, idle_heartbeat=0.5)
+    first = [int((await sub.next_msg(timeout=2)).data) for _ in range(50)]
+    assert first == list(range(50))
+    assert server.stop() == 0
+    server.start()
+    await asyncio.wait_for(reconnected.wait(), 10)
+    for i in range(50, 80):
+        await js.publish("events.x", b"%d" % i)
+    # The ephemeral consumer died with the server; nats-py notices the missing heartbeats and
+    # recreates it from the next stream sequence: no gap, no duplicate.
+    rest = [int((await sub.next_msg(timeout=10)).data) for _ in range(30)]
+    assert rest == list(range(50, 80))
+    await nc.close()
+
+
+async def test_replay_original_keeps_the_publish_spacing(js_env):
+    _, _nc, js = js_env
+    await js.publish("orders.a", b"1")
+    await asyncio.sleep(0.4)  # the spacing under test, not a synchronisation
+    await js.publish("orders.a", b"2")
+    sub = await js.subscribe("orders.a", ordered_consumer=False, durable="replayer",
+                             config=api.ConsumerConfig(replay_policy=api.ReplayPolicy.ORIGINAL))
+    await sub.next_msg(timeout=2)
+    started = time.monotonic()
+    await sub.next_msg(timeout=2)
+    assert time.monotonic() - started >= 0.3
+
+
+async def test_rate_limit_throttles_push_delivery(js_env):
+    _, _nc, js = js_env
+    for _ in range(5):
+        await js.publish("orders.big", b"x" * 10_000)
+    started = time.monotonic()
+    sub = await js.subscribe("orders.big", durable="slowpush",
+                             config=api.ConsumerConfig(rate_limit_bps=400_000))
+    for _ in range(5):
+        await sub.next_msg(timeout=5)
+    # 5 x 80 kbit at 400 kbit/s: at least four gaps of ~0.2 s.
+    assert time.monotonic() - started >= 0.7

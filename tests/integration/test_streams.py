@@ -293,3 +293,39 @@ async def test_streams_survive_a_restart(start_broker, tmp_path):
     nxt = await js.publish("keep.0", b"next")
     assert nxt.seq == 101
     await nc.close()
+
+
+async def test_message_ttl_expires_messages(js_broker):
+    _, nc, js = js_broker
+    await raw_api(nc, "$JS.API.STREAM.CREATE.TTL",
+                  {"name": "TTL", "subjects": ["ttl.>"], "allow_msg_ttl": True})
+    await js.publish("ttl.short", b"x", headers={"Nats-TTL": "1s"})
+    await js.publish("ttl.keep", b"y")
+    with pytest.raises(BadRequestError) as err:
+        await js.publish("ttl.bad", b"z", headers={"Nats-TTL": "soon"})
+    assert err.value.err_code == 10165
+    deadline = asyncio.get_running_loop().time() + 5
+    while (await nc.jsm().stream_info("TTL")).state.messages != 1:
+        assert asyncio.get_running_loop().time() < deadline, "the TTL never expired"
+        await asyncio.sleep(0.1)  # polling the observable state, with a deadline
+    assert (await nc.jsm().get_last_msg("TTL", "ttl.keep")).data == b"y"
+    await nc.jsm().add_stream(name="NOTTL", subjects=["nottl"])
+    with pytest.raises(BadRequestError) as err:
+        await js.publish("nottl", b"x", headers={"Nats-TTL": "1s"})
+    assert err.value.err_code == 10166
+
+
+async def test_account_storage_limit_refuses_publishes(start_broker, tmp_path):
+    server = start_broker(config=f'jetstream {{ store_dir: "{tmp_path}/s", '
+                                 'max_file_store: 64KB }\n')
+    nc = await nats.connect(server.url)
+    js = nc.jetstream()
+    await nc.jsm().add_stream(name="SMALL", subjects=["small"])
+    with pytest.raises(nats.js.errors.APIError) as err:
+        for _ in range(200):
+            await js.publish("small", b"x" * 1000)
+    assert err.value.err_code == 10047
+    with pytest.raises(nats.js.errors.APIError) as err:
+        await nc.jsm().add_stream(name="BIG", subjects=["big"], max_bytes=1 << 20)
+    assert err.value.err_code == 10047
+    await nc.close()

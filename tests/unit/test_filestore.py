@@ -540,3 +540,166 @@ def test_destroy_removes_everything(tmp_path):
     assert not path.exists()
     with pytest.raises(StoreError):
         fs.store_msg("x", b"", b"", 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched reads (load_batch), the read-ahead block, and damage met while reading
+
+
+def by_load_next(fs, start, filters=(">",), max_msgs=256, max_bytes=0):
+    out, used = [], 0
+    while len(out) < max_msgs:
+        msg = fs.load_next(out[-1].seq + 1 if out else start, filters)
+        if msg is None or (max_bytes > 0 and out and used + msg.size > max_bytes):
+            break
+        used += msg.size
+        out.append(msg)
+    return out
+
+
+def test_load_batch_reads_neighbouring_records_with_one_read(store_dir, monkeypatch):
+    make(store_dir, 200)
+    fs = reopen(store_dir)  # nothing in memory: every record is read from its file
+    reads = []
+    real = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, off: reads.append(n) or real(fd, n, off))
+    batch = fs.load_batch(1, max_msgs=10)
+    assert [m.seq for m in batch] == list(range(1, 11))
+    assert len(reads) == 1  # one segment, one read
+    reads.clear()
+    everything = fs.load_batch(1, max_msgs=1000)
+    assert [m.data for m in everything] == [payload(s) for s in range(1, 201)]
+    assert len(reads) == len(segments(store_dir))  # one per segment
+    reads.clear()
+    sparse = fs.load_batch(1, ("s.1",), max_msgs=1000)
+    assert sparse == by_load_next(fs, 1, ("s.1",), 1000)
+    assert [m.seq for m in sparse] == list(range(2, 201, 3))
+    assert fs.load_batch(0, max_msgs=0) == [] and fs.load_batch(201) == []
+    fs.close()
+
+
+def test_load_batch_byte_budget_counts_message_sizes(store_dir):
+    fs = FileStore(store_dir, CFG, OPTS)
+    fs.store_msg("kv.ü", b"NATS/1.0\r\n\r\n", b"x" * 30, 1)  # size 4 + 12 + 30 = 46
+    fs.store_msg("kv.a", b"", b"y" * 10, 2)  # 14
+    fs.store_msg("kv.b", b"", b"z" * 100, 3)  # 104
+    sizes = [m.size for m in fs.load_batch(1)]
+    assert sizes == [46, 14, 104]
+    assert [m.seq for m in fs.load_batch(1, max_bytes=60)] == [1, 2]  # 46 + 14 = 60 fits
+    assert [m.seq for m in fs.load_batch(1, max_bytes=59)] == [1]
+    assert [m.seq for m in fs.load_batch(1, max_bytes=1)] == [1]  # the first always comes
+    assert [m.seq for m in fs.load_batch(3, max_bytes=1)] == [3]
+    assert fs.load_batch(1, ("kv.b", "kv.ü"), max_bytes=100) == [fs.load(1)]
+    fs.close()
+
+
+def test_load_batch_stops_before_a_record_found_damaged_while_reading(store_dir, caplog):
+    make(store_dir, 120)
+    sealed = segments(store_dir)[1]
+    off, length, bad = record_offsets(sealed)[2]
+    flip(sealed, off + length - 6)
+    fs = reopen(store_dir, verify_segments=False)  # nobody knows yet
+    first = fs.first_seq
+    before = by_load_next(fs, first, max_msgs=bad - first)
+    with caplog.at_level(logging.ERROR, logger="storage"):
+        batch = fs.load_batch(first, max_msgs=1000)
+    assert batch == before and batch[-1].seq == bad - 1  # what precedes the damage
+    assert "fails verification" in caplog.text
+    assert fs.state().damaged == [(bad, bad)] and fs.state().msgs == 119
+    with pytest.raises(CorruptRecord) as info:  # the next call starts at the damage
+        fs.load_batch(bad)
+    assert info.value.seq == bad
+    with pytest.raises(CorruptRecord):  # its subject is unknown now: any filter may want it
+        fs.load_batch(bad - 1, ("nope",))
+    assert [m.seq for m in fs.load_batch(bad - 1, max_msgs=1)] == [bad - 1]
+    rest = fs.load_batch(bad + 1, max_msgs=1000)
+    assert [m.seq for m in rest] == list(range(bad + 1, 121))
+    assert fs.remove(bad)  # the loss is accepted: reading goes on past it
+    assert [m.seq for m in fs.load_batch(bad - 1, max_msgs=3)] == [bad - 1, bad + 1, bad + 2]
+    fs.close()
+
+
+def test_load_batch_whose_first_record_is_damaged_raises(store_dir):
+    make(store_dir, 120)
+    sealed = segments(store_dir)[1]
+    off, _, bad = record_offsets(sealed)[0]
+    flip(sealed, off + 3)  # the header
+    fs = reopen(store_dir, verify_segments=False)
+    subject = f"s.{(bad - 1) % 3}"
+    with pytest.raises(CorruptRecord) as info:
+        fs.load_batch(bad, (subject,))
+    assert info.value.seq == bad and fs.state().damaged == [(bad, bad)]
+    fs.close()
+
+
+def test_load_batch_with_damage_known_at_open(store_dir):
+    make(store_dir, 120)
+    sealed = segments(store_dir)[1]
+    off, length, bad = record_offsets(sealed)[2]
+    flip(sealed, off + length - 10)
+    fs = reopen(store_dir)
+    assert fs.state().damaged == [(bad, bad)]
+    assert [m.seq for m in fs.load_batch(1, max_msgs=1000)] == list(range(1, bad))
+    with pytest.raises(CorruptRecord):
+        fs.load_batch(bad)
+    with pytest.raises(CorruptRecord):  # nothing matches before the damage
+        fs.load_batch(1, ("nope",))
+    assert fs.load_batch(bad + 1, ("nope",)) == []
+    fs.close()
+
+
+def test_reads_after_compaction_and_erase_do_not_use_stale_bytes(store_dir):
+    fs = FileStore(store_dir, CFG, OPTS)
+    fill(fs, 200)
+    sync(fs)
+    assert fs.load_next(1).seq == 1 and fs.load_next(2).seq == 2  # keeps a block of segment 1
+    for seq in range(1, 201):
+        if seq % 5:
+            fs.remove(seq)
+    for _ in range(3):
+        sync(fs)  # tombstones, then compactions
+    assert fs.load(5).data == payload(5) and fs.load_next(6).seq == 10
+    assert [m.seq for m in fs.load_batch(1, max_msgs=100)] == list(range(5, 201, 5))
+    assert fs.load_batch(1, max_msgs=100) == by_load_next(fs, 1, max_msgs=100)
+    fs.load_batch(1, max_msgs=3)
+    assert fs._block is not None
+    fs.remove(10, erase=True)  # the kept block may hold its bytes: dropped
+    assert fs._block is None
+    fs.close()
+    fs = reopen(store_dir)
+    assert [m.seq for m in fs.load_batch(1, max_msgs=100)] == [5, *range(15, 201, 5)]
+    fs.close()
+
+
+def test_erase_never_reaches_the_disk_before_the_removal(tmp_path, monkeypatch):
+    """An erased record is as valid as the message was and of the same length (the segment's
+    CRC in its index does not change): were it on disk without its tombstone, a restart would
+    take it for a live message whose record is damaged. A sync that fails must not leave that
+    behind a power cut."""
+    journal = str(tmp_path / "journal")
+    store_dir = str(tmp_path / "store")
+    durable.set_journal(journal)
+    try:
+        fs = FileStore(store_dir, CFG, OPTS)
+        fill(fs, 60)
+        fs.close()
+        fs = reopen(store_dir)
+        assert fs._locate(5)[0].sealed  # its record is patched in a sealed segment's file
+        assert fs.remove(5, erase=True)
+        disk = _Enospc(os.fdatasync)
+        monkeypatch.setattr(durable.os, "fdatasync", disk)
+        disk.full = True
+        job = fs.begin_sync()
+        with pytest.raises(OSError):
+            job.run()
+        fs.finish_sync(job)
+        disk.full = False
+        fs._release()  # the process dies, then the power goes
+        durable.simulate_power_loss(journal, store_dir, tail="cut")
+    finally:
+        durable.set_journal(None)
+    fs = reopen(store_dir)
+    assert fs.state().damaged == []
+    assert fs.load(5) is None or fs.load(5).data == payload(5)  # the removal: lost or kept
+    assert len(fs.load_batch(1, max_msgs=100)) == fs.state().msgs
+    fs.close()

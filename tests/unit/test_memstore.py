@@ -24,3 +24,17 @@ def test_memory_store_skip_cannot_move_back():
     with pytest.raises(StoreError):
         ms.skip_msgs(3)
     assert ms.store_msg("a", b"", b"x", 2) == 5
+
+
+def test_memory_store_load_batch():
+    ms = MemoryStore(StoreConfig("m"))
+    for i in range(10):
+        ms.store_msg(f"s.{i % 2}", b"", b"x" * 10, i)
+    ms.remove(3)
+    assert [m.seq for m in ms.load_batch(0, max_msgs=4)] == [1, 2, 4, 5]
+    assert [m.seq for m in ms.load_batch(2, ("s.0",))] == [5, 7, 9]
+    assert [m.seq for m in ms.load_batch(1, max_bytes=26)] == [1, 2]  # 13 bytes each
+    assert [m.seq for m in ms.load_batch(1, max_bytes=25)] == [1]
+    assert [m.seq for m in ms.load_batch(1, max_bytes=5)] == [1]
+    assert ms.load_batch(1, max_msgs=0) == [] and ms.load_batch(11) == []
+    assert ms.load_batch(1, max_msgs=3) == [ms.load(1), ms.load(2), ms.load(4)]

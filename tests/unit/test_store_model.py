@@ -6,6 +6,11 @@ differs only in how it sizes a message. Both models also count removals (every m
 by any cause), which each store's `removals` must match, and the cheap accessors (first_seq,
 last_seq, msgs) must always equal the store's StoreState.
 
+`load_batch` is compared with the model's (a prefix of what repeated `load_next` returns), also
+where the FileStore holds damage: after a crash (damaged ranges found at open) and when a record
+rots on disk while the store is open (found only when a read gets to it), readers get what
+precedes the damage and then CorruptRecord, exactly as `DamagedView` describes.
+
 Besides comparing every answer, the machine syncs, crashes (the FileStore is abandoned without
 close, then `simulate_power_loss` rewrites its files as a power cut would) and reopens:
 
@@ -26,11 +31,12 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from storage import (
+    CorruptRecord,
     FileStore,
     FileStoreOptions,
     MemoryStore,
@@ -44,6 +50,14 @@ from storage.subjects import normalize, subject_matches
 
 SUBJECTS = ["a", "a.b", "a.c", "b.x", "b.y.z", "b.ü"]  # "ü": 2 bytes in UTF-8
 FILTERS = [">", "a", "a.*", "b.>", "*.x", "a.b", "zz", "a.>"]
+FILTER_SETS = st.lists(st.sampled_from(FILTERS), min_size=1, max_size=2).map(tuple)
+BATCH_MSGS = st.sampled_from([0, 1, 2, 3, 7, 256])
+BATCH_BYTES = st.sampled_from([0, 0, 1, 40, 150, 1000])
+# Reads against a store with damage: (kind, how far before the damage to start, filters,
+# max_msgs, max_bytes).
+PROBES = st.lists(st.tuples(st.sampled_from(["batch", "batch", "next", "load"]),
+                            st.integers(-2, 12), FILTER_SETS, BATCH_MSGS, BATCH_BYTES),
+                  max_size=5)
 OPTIONS = FileStoreOptions(segment_bytes=600, segment_msgs=6, cache_bytes=256, flush_bytes=200,
                            progress_every=3)
 
@@ -141,6 +155,10 @@ class Model:
                 return self.msgs[seq]
         return None
 
+    def load_batch(self, start: int, filters: tuple[str, ...], max_msgs: int,
+                   max_bytes: int) -> list[StoredMessage]:
+        return DamagedView(self).load_batch(start, filters, max_msgs, max_bytes)
+
     def load_last(self, filters: tuple[str, ...]) -> StoredMessage | None:
         found = [s for s, m in self.msgs.items() if matches(filters, m.subject)]
         return self.msgs[max(found)] if found else None
@@ -187,6 +205,112 @@ class Model:
         return cls(config, file_size, msgs, st_.last_seq, st_.last_ts, store.removals)
 
 
+@dataclass
+class DamagedView:
+    """What a store's reads must answer when it holds damage. `model.msgs`: the messages it can
+    serve; `damaged`: ranges it knows are damaged; `rotten`: sequences whose records fail
+    verification when read, which the store does not know yet. A read that gets to a rotten
+    record finds it (it becomes damaged); answers are messages, lists, None, or ("corrupt", seq)
+    for a CorruptRecord."""
+
+    model: Model
+    damaged: list[tuple[int, int]] = field(default_factory=list)
+    rotten: set[int] = field(default_factory=set)
+
+    def _stop(self, start: int) -> int | None:
+        return min((max(lo, start) for lo, hi in self.damaged if hi >= start), default=None)
+
+    def _find(self, seq: int) -> tuple[str, int]:
+        self.rotten.discard(seq)
+        self.damaged.append((seq, seq))
+        del self.model.msgs[seq]
+        return ("corrupt", seq)
+
+    def load(self, seq: int):
+        if any(lo <= seq <= hi for lo, hi in self.damaged):
+            return ("corrupt", seq)
+        if seq in self.rotten:
+            return self._find(seq)
+        return self.model.msgs.get(seq)
+
+    def load_next(self, start: int, filters: tuple[str, ...]):
+        stop = self._stop(start)
+        found = self.model.load_next(start, filters)
+        if stop is not None and (found is None or stop < found.seq):
+            return ("corrupt", stop)
+        if found is not None and found.seq in self.rotten:
+            return self._find(found.seq)
+        return found
+
+    def load_batch(self, start: int, filters: tuple[str, ...], max_msgs: int, max_bytes: int):
+        """A prefix of what repeated load_next returns: at most max_msgs, ending before the
+        message that would take the sum of sizes past max_bytes (the first always counts),
+        before damage (raising when nothing precedes it). The budget is checked before a
+        message is read, so a message it leaves out is not found rotten."""
+        if max_msgs <= 0:
+            return []
+        out: list[StoredMessage] = []
+        used = 0
+        stop = self._stop(start)
+        for seq in sorted(self.model.msgs):
+            msg = self.model.msgs[seq]
+            if seq < start or not matches(filters, msg.subject):
+                continue
+            if len(out) >= max_msgs or (stop is not None and seq >= stop):
+                break
+            if max_bytes > 0 and out and used + msg.size > max_bytes:
+                return out
+            if seq in self.rotten:
+                found = self._find(seq)
+                return out or found
+            used += msg.size
+            out.append(msg)
+        if not out and stop is not None:
+            return ("corrupt", stop)
+        return out
+
+
+def answer(read: Callable[..., object], *args) -> object:
+    try:
+        return read(*args)
+    except CorruptRecord as e:
+        return ("corrupt", e.seq)
+
+
+def by_load_next(store, start: int, filters: tuple[str, ...], max_msgs: int,
+                 max_bytes: int) -> list[StoredMessage]:
+    """load_batch's definition: load_next over and over (on a store without damage)."""
+    out: list[StoredMessage] = []
+    used = 0
+    while len(out) < max_msgs:
+        msg = store.load_next(out[-1].seq + 1 if out else start, filters)
+        if msg is None or (max_bytes > 0 and out and used + msg.size > max_bytes):
+            break
+        used += msg.size
+        out.append(msg)
+    return out
+
+
+def probe(store, view: DamagedView, probes) -> None:
+    """Run reads against a store with damage and its DamagedView; the answers must agree."""
+    anchor = min([lo for lo, _ in view.damaged] + list(view.rotten))
+    for kind, back, filters, max_msgs, max_bytes in probes:
+        start = anchor - back
+        if kind == "load":
+            got, want = answer(store.load, start), view.load(start)
+        elif kind == "next":
+            got = answer(store.load_next, start, filters)
+            want = view.load_next(start, filters)
+        else:
+            got = answer(store.load_batch, start, filters, max_msgs, max_bytes)
+            want = view.load_batch(start, filters, max_msgs, max_bytes)
+        assert got == want, (kind, start, filters, max_msgs, max_bytes, view.damaged)
+        if isinstance(got, tuple):
+            event(f"damaged read: {kind} raised")
+        elif kind == "batch" and got and view._stop(got[-1].seq + 1) is not None:
+            event("damaged read: batch ended before damage")
+
+
 def _enospc(*args):
     raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -195,6 +319,14 @@ def summary(store) -> tuple:
     s = store.state()
     return (s.msgs, s.bytes, s.first_seq, s.first_ts, s.last_seq, s.last_ts, s.num_deleted,
             s.num_subjects)
+
+
+def flip(path: str, offset: int, mask: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ mask]))
 
 
 def erased_on_disk(directory: str) -> set[int]:
@@ -337,6 +469,46 @@ class StoreMachine(RuleBasedStateMachine):
         for store, model in self._pairs():
             assert store.load_next(start, (filt,)) == model.load_next(start, (filt,))
 
+    @rule(back=st.integers(-2, 60), filters=FILTER_SETS, max_msgs=BATCH_MSGS,
+          max_bytes=BATCH_BYTES)
+    def load_batch(self, back, filters, max_msgs, max_bytes):
+        start = self.model.last_seq - back
+        for store, model in self._pairs():
+            got = store.load_batch(start, filters, max_msgs, max_bytes)
+            assert got == model.load_batch(start, filters, max_msgs, max_bytes)
+            assert got == by_load_next(store, start, filters, max_msgs, max_bytes)
+
+    @rule(data=st.data(), probes=PROBES.filter(bool))
+    def rot(self, data, probes):
+        """A record of a sealed segment rots on disk while the store is open. The store finds
+        out only when a read gets to it: readers get what precedes it, then CorruptRecord."""
+        entries = [(seg, i) for seg in self.fs._segs if seg.file is None and not seg.compacting
+                   for i in seg.live_entries()]
+        if not entries:
+            event("rot: no sealed segment")
+            return
+        seg, i = data.draw(st.sampled_from(entries))
+        seq, off = seg.seqs[i], seg.offs[i]
+        with open(seg.path, "rb") as f:
+            f.seek(off)
+            raw = f.read(seg.sizes[i] + record.READ_SLACK)
+        length = record.header_at(raw, 0, len(raw)).length
+        pos = data.draw(st.integers(off, off + length - 1), label="byte")
+        mask = data.draw(st.integers(1, 255), label="mask")
+        flip(seg.path, pos, mask)
+        self.fs._block = None  # bytes read before the rot may be kept: rot found on disk
+        try:
+            view = DamagedView(copy.deepcopy(self.model), [], {seq})
+            probe(self.fs, view, probes)
+            assert self.fs.state().damaged == sorted(view.damaged)
+        finally:
+            flip(seg.path, pos, mask)  # repaired on disk, and the loss accepted below
+            self.fs._block = None
+        for store, model in self._pairs():
+            assert store.remove(seq)
+            model.remove(seq)
+        assert self.fs.state().damaged == []
+
     @rule(filters=st.lists(st.sampled_from(FILTERS), min_size=1, max_size=2))
     def load_last(self, filters):
         for store, model in self._pairs():
@@ -447,8 +619,8 @@ class StoreMachine(RuleBasedStateMachine):
                     self.ms.remove(seq)
 
     @rule(tail=st.sampled_from(["cut", "cut", "tear", "pages"]), seed=st.integers(0, 1 << 16),
-          phase=st.sampled_from(["idle", "begun", "ran"]))
-    def crash(self, tail, seed, phase):
+          phase=st.sampled_from(["idle", "begun", "ran"]), probes=PROBES)
+    def crash(self, tail, seed, phase, probes):
         """SIGKILL-like abandon (possibly mid-sync), power loss, reopen."""
         if phase != "idle":
             job = self.fs.begin_sync()
@@ -477,7 +649,7 @@ class StoreMachine(RuleBasedStateMachine):
             # Limits applied at open count as removals of the reopened store.
             assert self.fs.removals == expected.removals - self.synced.removals
         else:
-            self._check_legal(expected)
+            self._check_legal(expected, probes)
         self._resync_models()
 
     def _resync_models(self) -> None:
@@ -486,7 +658,18 @@ class StoreMachine(RuleBasedStateMachine):
         self.ms, self.mmodel = memory_store_like(self.model)
         self._sync()  # limits enforced at open are only in memory until the next sync
 
-    def _check_legal(self, expected: Model) -> None:
+    def _check_legal(self, expected: Model, probes) -> None:
+        damaged = self.fs.state().damaged
+        if damaged:  # reads stop at the damage found at open
+            event("crash: damage found at open")
+            st_ = self.fs.state()
+            served = {seq: self.fs.load(seq) for seq in range(st_.first_seq, st_.last_seq + 1)
+                      if not any(lo <= seq <= hi for lo, hi in damaged)}
+            view = DamagedView(Model(self.config, file_size,
+                                     {s: m for s, m in served.items() if m is not None},
+                                     st_.last_seq, st_.last_ts), list(damaged))
+            probe(self.fs, view, probes)
+            assert self.fs.state().damaged == damaged
         for lo, hi in self.fs.state().damaged:
             assert lo > self.synced.last_seq, "damage reported in synced data"
             for seq in range(lo, hi + 1):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from array import array
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storage import record as rec
 from storage.ranges import RangeSet
-from storage.subjects import normalize, subject_matches
+from storage.store import StoredMessage, new_message
+from storage.subjects import normalize, normalized, subject_matches
 
 
 def test_message_roundtrip_with_and_without_ttl():
@@ -110,3 +113,48 @@ def test_range_set():
     assert r.count() == 4 and r.first_at_or_after(6) == 7
     r.clip(8, 100)
     assert r.ranges() == [(8, 9)]
+
+
+def test_decode_at_checks_like_decode_message_and_shares_the_subject():
+    subject, hdr = "kv.ü", b"NATS/1.0\r\n\r\n"
+    a = rec.encode_msg(7, 70, 0, subject.encode(), hdr, b"one")
+    b = rec.encode_msg(8, 80, 5, subject.encode(), b"", b"two")
+    buf = b"junk" + a + b
+    first = rec.decode_at(buf, 4, 7, subject, subject.encode())
+    assert first == rec.decode_message(a, 7) == StoredMessage(7, subject, hdr, b"one", 70)
+    assert first.subject is subject  # the caller's str, not a new one
+    second = rec.decode_at(buf, 4 + len(a), 8)  # no subject expected: decoded from the record
+    assert second == StoredMessage(8, subject, b"", b"two", 80, 5) == rec.decode_message(b, 8)
+    assert rec.decode_at(buf, 4, 7, "other", b"other").subject == subject
+    with pytest.raises(rec.BadRecord):
+        rec.decode_at(buf, 4, 8)  # another sequence
+    with pytest.raises(rec.ShortRecord):
+        rec.decode_at(buf[:-1], 4 + len(a), 8)  # cut: a longer read may hold it
+    with pytest.raises(rec.ShortRecord):
+        rec.decode_at(buf, len(buf) - 3, 8)
+    damaged = bytearray(buf)
+    damaged[4 + len(a) - 6] ^= 1
+    with pytest.raises(rec.BadRecord):
+        rec.decode_at(bytes(damaged), 4, 7)
+    with pytest.raises(rec.BadRecord):
+        rec.decode_at(rec.erased(a), 0, 7)  # an erased message is not served
+    marker = rec.encode_purge(3, 9, 1)
+    with pytest.raises(rec.BadRecord):
+        rec.decode_at(marker, 0, 3)
+
+
+def test_new_message_is_a_plain_stored_message():
+    m = new_message(1, "a", b"h", b"d", 2, 3)
+    plain = StoredMessage(1, "a", b"h", b"d", 2, 3)
+    assert type(m) is StoredMessage and m == plain and hash(m) == hash(plain)
+    assert repr(m) == repr(plain) and m.size == plain.size
+    assert new_message(1, "a", b"", b"d", 2) == StoredMessage(1, "a", b"", b"d", 2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.seq = 5
+    assert dataclasses.replace(m, seq=9) == StoredMessage(9, "a", b"h", b"d", 2, 3)
+
+
+def test_normalized_filters_are_remembered():
+    assert normalized(("b", "a", "b")) == ("a", "b") == normalize(("b", "a", "b"))
+    assert normalized(("a", ">")) is None and normalized(">") is None and normalized(None) is None
+    assert normalized(["x"]) == ("x",)  # unhashable: still answered
