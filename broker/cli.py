@@ -285,8 +285,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(options: Options, cmd: Command) -> int:
+    from broker.server import StartupError
+
     try:
         run_loop(_serve(options, cmd))
+    except StartupError as exc:
+        logger.critical("%s", exc)
+        print(f"broker: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         logger.critical("Error listening on port: %s", exc)
         return 1

@@ -75,6 +75,8 @@ class ClosedReason:
 
 
 class ClientConnection(asyncio.Protocol):
+    is_route = False
+
     def __init__(self, server: Server) -> None:
         self.server = server
         opts = server.options
@@ -342,8 +344,7 @@ class ClientConnection(asyncio.Protocol):
         self._last_msg_activity = self.server.loop.time()
         sub = Subscription(subject, sid, self, queue)
         self.subs[sid] = sub
-        self.server.sublist.insert(sub)
-        self.server.interest_changed(subject)
+        self.server.add_sub(sub)
         self._ok()
 
     def _sub_violation(self, subject: bytes, queue: bytes | None, sid: bytes) -> None:
@@ -367,8 +368,7 @@ class ClientConnection(asyncio.Protocol):
 
     def remove_subscription(self, sub: Subscription) -> None:
         if self.subs.pop(sub.sid, None) is not None:
-            self.server.sublist.remove(sub)
-            self.server.interest_changed(sub.subject)
+            self.server.remove_sub(sub)
 
     def _may_publish(self, subject: bytes, reply: bytes) -> bool:
         perms = self.perms
@@ -477,12 +477,10 @@ class ClientConnection(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self._ping_timer = self._auth_timer = self._write_timer = None
-        sublist = self.server.sublist
         subs = list(self.subs.values())
         self.subs.clear()
         for sub in subs:
-            sublist.remove(sub)
-            self.server.interest_changed(sub.subject)
+            self.server.remove_sub(sub)
         self.server.forget(self)
         logger.debug("%s - cid:%d - Client connection closed: %s", self._addr(), self.cid, reason)
 

@@ -147,7 +147,7 @@ class MonitorServer:
             "max_control_line": opts.max_control_line,
             "max_payload": opts.max_payload,
             "max_pending": opts.max_pending,
-            "cluster": {"name": opts.cluster.name} if opts.cluster.name else {},
+            "cluster": self._cluster_varz(),
             "gateway": {},
             "leaf": {},
             "mqtt": {},
@@ -164,8 +164,8 @@ class MonitorServer:
             "cpu": self._cpu_percent(),
             "connections": len(s.clients),
             "total_connections": s.total_connections,
-            "routes": 0,
-            "remotes": 0,
+            "routes": len(s.routes.routes) if s.routes is not None else 0,
+            "remotes": len(s.routes.routes) if s.routes is not None else 0,
             "leafnodes": 0,
             "in_msgs": in_msgs,
             "out_msgs": out_msgs,
@@ -181,6 +181,18 @@ class MonitorServer:
             "lame_duck_mode": s.lame_duck_mode,
         }
         return 200, body
+
+    def _cluster_varz(self) -> dict[str, Any]:
+        routes = self.server.routes
+        if routes is None:
+            return {}
+        opts = routes.options
+        body: dict[str, Any] = {"name": routes.name, "addr": opts.host,
+                                "cluster_port": routes.cluster_port,
+                                "auth_timeout": opts.auth_timeout, "tls_timeout": 2}
+        if opts.routes:
+            body["urls"] = [url.split("://")[-1].split("@")[-1] for url in opts.routes]
+        return body
 
     def _jetstream_varz(self) -> dict[str, Any]:
         js = self.server.jetstream
@@ -259,8 +271,13 @@ class MonitorServer:
 
     def routez(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         s = self.server
-        return 200, {"server_id": s.server_id, "server_name": s.name,
-                     "now": rfc3339(time.time()), "num_routes": 0, "routes": []}
+        with_subs = query.get("subs") in ("1", "true", "detail")
+        routes = [] if s.routes is None else sorted(s.routes.routes.values(),
+                                                     key=lambda r: r.rid)
+        now = time.time()
+        listed = [_route_info(r, now, with_subs) for r in routes]
+        return 200, {"server_id": s.server_id, "server_name": s.name, "now": rfc3339(now),
+                     "num_routes": len(listed), "routes": listed}
 
     def jsz(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         s = self.server
@@ -420,6 +437,32 @@ def _write(writer: asyncio.StreamWriter, status: int, data: bytes, kind: str,
             f"Content-Length: {len(data)}\r\n"
             f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n")
     writer.write(head.encode() + data)
+
+
+def _route_info(route: Any, now: float, with_subs: bool) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "rid": route.rid,
+        "remote_id": route.remote_id,
+        "remote_name": route.remote_name,
+        "did_solicit": bool(route.solicited),
+        "is_configured": route.solicited in route.manager.options.routes,
+        "ip": route.host,
+        "port": route.port,
+        "start": rfc3339(route.start),
+        "last_activity": rfc3339(route.last_activity),
+        "rtt": go_duration(route.rtt),
+        "uptime": go_duration(now - route.start),
+        "idle": go_duration(now - route.last_activity),
+        "pending_size": route.pending_bytes(),
+        "in_msgs": route.in_msgs,
+        "out_msgs": route.out_msgs,
+        "in_bytes": route.in_bytes,
+        "out_bytes": route.out_bytes,
+        "subscriptions": len(route.interest()),
+    }
+    if with_subs:
+        info["subscriptions_list"] = route.interest()
+    return info
 
 
 class BadParameter(ValueError):

@@ -13,21 +13,24 @@ import json
 import os
 import random
 import secrets
+import socket
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from broker import protocol
+from broker import routeproto as rp
 from broker.auth import Authenticator
-from broker.client import ClientConnection, ClosedReason
+from broker.client import CLIENT_PROTO_INFO, ClientConnection, ClosedReason
 from broker.log import logger, set_levels
 from broker.subject import subject_matches
-from broker.sublist import InternalHandler, Sublist, Subscription, msg_start
+from broker.sublist import InternalHandler, MatchResult, Sublist, Subscription, msg_start
 from broker.version import PROTO, RUNTIME, SERVER_VERSION
 from config.options import RANDOM_PORT, Options
 
 if TYPE_CHECKING:
     from broker.jetstream.engine import JetStream
+    from broker.route import RouteManager
 
 MAX_CLOSED_CLIENTS = 10_000
 RELOADABLE = frozenset({
@@ -37,6 +40,20 @@ RELOADABLE = frozenset({
     "ping_max", "write_deadline", "lame_duck_duration", "lame_duck_grace_period", "server_tags",
     "server_metadata", "config_file",
 })
+
+
+class StartupError(Exception):
+    """The options cannot make a working server (nats-server refuses to start on these too)."""
+
+
+def startup_problem(options: Options) -> str:
+    """Why these options cannot start, or ""."""
+    if options.jetstream.enabled and options.cluster.port:
+        if not options.server_name:
+            return "jetstream cluster requires `server_name` to be set"
+        if not options.cluster.name:
+            return "jetstream cluster requires `cluster.name` to be set"
+    return ""
 
 
 def new_server_id() -> str:
@@ -61,6 +78,7 @@ class Server:
         self.lame_duck_mode = False
         self.ready = False
         self.jetstream: JetStream | None = None
+        self.routes: RouteManager | None = None
 
         # Counters reported by /varz and /metrics; message totals live on the connections and
         # are added up on demand (see `totals`), these keep what closed connections counted.
@@ -86,11 +104,16 @@ class Server:
         self._info_base = self._build_info_base()
         # Literal subjects whose interest someone watches (push consumers): subject -> callbacks.
         self._interest_watchers: dict[bytes, list[Any]] = {}
+        # Server-side subscriptions that peers hear about (a stream leader's subjects...).
+        self._propagated: set[Subscription] = set()
 
     # Lifecycle
 
     async def start(self) -> None:
         opts = self.options
+        problem = startup_problem(opts)
+        if problem:
+            raise StartupError(problem)
         port = 0 if opts.port == RANDOM_PORT else opts.port
         self._listener = await self.loop.create_server(
             lambda: ClientConnection(self), opts.host, port, reuse_address=True, backlog=1024)
@@ -100,6 +123,8 @@ class Server:
         logger.info("  Version:  %s", SERVER_VERSION)
         logger.info("  Name:     %s", self.name)
         logger.info("  ID:       %s", self.server_id)
+        if opts.cluster.port:
+            await self._start_routes()
         if opts.jetstream.enabled:
             self._start_jetstream()
         if opts.http_port:
@@ -117,6 +142,13 @@ class Server:
         self.jetstream = JetStream(self)
         JetStreamApi(self.jetstream).subscribe()
         self.jetstream.start()
+        self._info_base = self._build_info_base()
+
+    async def _start_routes(self) -> None:
+        from broker.route import RouteManager
+
+        self.routes = RouteManager(self)
+        await self.routes.start()
         self._info_base = self._build_info_base()
 
     async def _start_monitor(self) -> None:
@@ -162,6 +194,11 @@ class Server:
             if mhost in ("0.0.0.0", "::", ""):
                 mhost = "127.0.0.1"
             ports["monitoring"] = [f"http://{_hostport(mhost, self.monitor_port)}"]
+        if self.routes is not None:
+            chost = self.routes.options.host
+            if chost in ("0.0.0.0", "::", ""):
+                chost = "127.0.0.1"
+            ports["cluster"] = [f"nats://{_hostport(chost, self.routes.cluster_port)}"]
         return ports
 
     async def wait_stopped(self) -> None:
@@ -181,6 +218,8 @@ class Server:
             client.close(ClosedReason.SERVER_SHUTDOWN)
         if self.jetstream is not None:
             await self.jetstream.stop()
+        if self.routes is not None:
+            await self.routes.stop()
         if self._monitor is not None:
             await self._monitor.stop()
         if self._listener is not None:
@@ -276,6 +315,39 @@ class Server:
     def info_changed_since(self, when: float) -> bool:
         return self._info_changed_at >= when
 
+    # The cluster as clients see it
+
+    def own_client_urls(self) -> list[str]:
+        """Where clients reach this server, as peers tell their clients (`host:port`)."""
+        opts = self.options
+        if opts.client_advertise:
+            adv = opts.client_advertise.split("://")[-1]
+            return [adv if ":" in adv else f"{adv}:{self.client_port}"]
+        host = opts.host
+        if host not in ("", "0.0.0.0", "::"):
+            return [_hostport(host, self.client_port)]
+        return [_hostport(ip, self.client_port) for ip in _local_addresses()]
+
+    def client_urls(self) -> list[str]:
+        """This server's client URLs and those its peers announced: clients' failover list."""
+        urls = self.own_client_urls()
+        if self.routes is not None:
+            urls += [u for u in self.routes.client_urls() if u not in urls]
+        return urls
+
+    def info_version(self) -> str:
+        return SERVER_VERSION
+
+    def topology_changed(self) -> None:
+        """A peer came or went: clients that understand async INFO get the new URL list."""
+        self._info_changed_at = time.time()
+        self._info_base = self._build_info_base()
+        if self.routes is None or self.routes.options.no_advertise:
+            return
+        for client in list(self.clients.values()):
+            if client.protocol >= CLIENT_PROTO_INFO and client.connect_received:
+                client.send(protocol.info_line(self.client_info_json(client)))
+
     def _build_info_base(self) -> dict[str, Any]:
         opts = self.options
         info: dict[str, Any] = {
@@ -295,6 +367,10 @@ class Server:
             info["jetstream"] = True
         if self.lame_duck_mode:
             info["ldm"] = True
+        if self.routes is not None:
+            info["cluster"] = self.routes.name
+            if not self.routes.options.no_advertise:
+                info["connect_urls"] = self.client_urls()
         return info
 
     # Routing (hot path)
@@ -351,6 +427,7 @@ class Server:
 
     def _route_queues(self, groups: list[list[Subscription]], subject: bytes, reply: bytes,
                       hdr: int, payload: bytes, origin: ClientConnection | None) -> int:
+        """One member of each group gets the message; a peer's share is its member count."""
         delivered = 0
         for group in groups:
             n = len(group)
@@ -358,24 +435,73 @@ class Server:
             for i in range(n):
                 sub = group[(first + i) % n]
                 client = sub.client
-                if client is origin and client is not None and not client.echo:
-                    continue
                 if client is None:
                     self._deliver_internal(sub, subject, reply, hdr, payload)
-                else:
-                    start = msg_start(subject, sub.sid)
-                    shown = reply if reply or origin is not None else None
-                    client.send(_header_frame(client, start, shown, hdr, payload))
+                elif client.is_route:
+                    client.send(rp.queue_msg(subject, sub.queue, reply, hdr, payload))
                     client.out_msgs += 1
                     client.out_bytes += len(payload)
-                    sub.delivered += 1
-                    if sub.max and sub.delivered >= sub.max:
-                        client.remove_subscription(sub)
-                    if reply and client.tracks_responses:
-                        client.perms.expect_response(reply)
+                elif client is origin and not client.echo:
+                    continue
+                else:
+                    shown = reply if reply or origin is not None else None
+                    self._send(sub, msg_start(subject, sub.sid), shown, hdr, payload)
                 delivered += 1
                 break
         return delivered
+
+    def route_from_peer(self, subject: bytes, reply: bytes, queue: bytes | None, hdr: int,
+                        payload: bytes) -> None:
+        """A message a peer forwarded: for our own subscribers only (the mesh is full, nothing
+        goes on to another peer), for one local member of `queue` when the peer picked us."""
+        result = self._lookup(subject)
+        if result is None:
+            result = self.sublist.match(subject)
+        if queue is not None:
+            self._deliver_to_queue_locally(result, queue, subject, reply, hdr, payload)
+            return
+        for sub, start in result.psubs:
+            client = sub.client
+            if client is None:
+                self._deliver_internal(sub, subject, reply, hdr, payload)
+            elif not client.is_route:
+                self._send(sub, start, reply, hdr, payload)
+
+    def deliver_from_peer(self, target: bytes, subject: bytes, reply: bytes,
+                          queue: bytes | None, hdr: int, payload: bytes) -> None:
+        """A peer's `deliver_as` for our subscribers of `target`."""
+        result = self.sublist.match(target)
+        if queue is not None:
+            self._deliver_to_queue_locally(result, queue, subject, reply, hdr, payload)
+            return
+        for sub, _ in result.psubs:
+            if sub.client is None or not sub.client.is_route:
+                self._deliver_one(sub, subject, reply, hdr, payload)
+
+    def _deliver_to_queue_locally(self, result: MatchResult, queue: bytes, subject: bytes,
+                                  reply: bytes, hdr: int, payload: bytes) -> None:
+        for group in result.qsubs:
+            if group[0].queue != queue:
+                continue
+            local = [sub for sub in group if sub.client is None or not sub.client.is_route]
+            if local:
+                sub = local[random.randrange(len(local))] if len(local) > 1 else local[0]
+                self._deliver_one(sub, subject, reply, hdr, payload)
+            return
+
+    def _send(self, sub: Subscription, start: bytes, reply: bytes | None, hdr: int,
+              payload: bytes) -> None:
+        """One message to one client subscription, off the plain fan-out fast path. `reply`
+        None: a server-generated message without one (see `_header_frame`)."""
+        client = sub.client
+        client.send(_header_frame(client, start, reply, hdr, payload))
+        client.out_msgs += 1
+        client.out_bytes += len(payload)
+        sub.delivered += 1
+        if sub.max and sub.delivered >= sub.max:
+            client.remove_subscription(sub)
+        if reply and client.tracks_responses:
+            client.perms.expect_response(reply)
 
     def _deliver_internal(self, sub: Subscription, subject: bytes, reply: bytes, hdr: int,
                           payload: bytes) -> None:
@@ -413,15 +539,34 @@ class Server:
     # Internal (server-side) subscribers and publishers, for JetStream and system services.
 
     def subscribe_internal(self, subject: str, handler: InternalHandler,
-                           queue: str | None = None) -> Subscription:
+                           queue: str | None = None, propagate: bool = False) -> Subscription:
+        """A server-side subscriber. Only a `propagate`d one draws messages from peers: most
+        services (the JetStream API...) run on every server and answer locally."""
         self._cid += 1
         sub = Subscription(subject.encode(), b"i%d" % self._cid, None,
                            queue.encode() if queue else None, handler)
-        self.sublist.insert(sub)
+        if propagate:
+            self._propagated.add(sub)
+        self.add_sub(sub, propagate)
         return sub
 
     def unsubscribe_internal(self, sub: Subscription) -> None:
-        self.sublist.remove(sub)
+        propagated = sub in self._propagated
+        self._propagated.discard(sub)
+        self.remove_sub(sub, propagated)
+
+    def add_sub(self, sub: Subscription, propagate: bool = True) -> None:
+        self.sublist.insert(sub)
+        self.interest_changed(sub.subject)
+        if propagate and self.routes is not None:
+            self.routes.local_interest(sub.subject, sub.queue, True)
+
+    def remove_sub(self, sub: Subscription, propagate: bool = True) -> None:
+        if not self.sublist.remove(sub):
+            return
+        self.interest_changed(sub.subject)
+        if propagate and self.routes is not None:
+            self.routes.local_interest(sub.subject, sub.queue, False)
 
     def deliver_as(self, target: bytes, subject: bytes, reply: bytes, hdr: int,
                    payload: bytes) -> int:
@@ -430,10 +575,20 @@ class Server:
         result = self.sublist.match(target)
         delivered = 0
         for sub, _ in result.psubs:
-            delivered += self._deliver_one(sub, subject, reply, hdr, payload)
+            client = sub.client
+            if client is not None and client.is_route:
+                client.send(rp.deliver_msg(target, subject, None, reply, hdr, payload))
+                delivered += 1
+            else:
+                delivered += self._deliver_one(sub, subject, reply, hdr, payload)
         for group in result.qsubs:
             sub = group[random.randrange(len(group))] if len(group) > 1 else group[0]
-            delivered += self._deliver_one(sub, subject, reply, hdr, payload)
+            client = sub.client
+            if client is not None and client.is_route:
+                client.send(rp.deliver_msg(target, subject, sub.queue, reply, hdr, payload))
+                delivered += 1
+            else:
+                delivered += self._deliver_one(sub, subject, reply, hdr, payload)
         return delivered
 
     def _deliver_one(self, sub: Subscription, subject: bytes, reply: bytes, hdr: int,
@@ -442,12 +597,7 @@ class Server:
         if client is None:
             self._deliver_internal(sub, subject, reply, hdr, payload)
             return 1
-        client.send(_header_frame(client, msg_start(subject, sub.sid), reply, hdr, payload))
-        client.out_msgs += 1
-        client.out_bytes += len(payload)
-        sub.delivered += 1
-        if sub.max and sub.delivered >= sub.max:
-            client.remove_subscription(sub)
+        self._send(sub, msg_start(subject, sub.sid), reply, hdr, payload)
         return 1
 
     def has_interest(self, subject: bytes, queue: str = "") -> bool:
@@ -507,6 +657,16 @@ def _header_frame(client: ClientConnection, start: bytes, reply: bytes | None, h
 
 def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _local_addresses() -> list[str]:
+    """This host's addresses other than loopback (what nats-server advertises for 0.0.0.0)."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+    except OSError:
+        infos = []
+    addresses = sorted({info[4][0] for info in infos if not info[4][0].startswith("127.")})
+    return addresses or ["127.0.0.1"]
 
 
 def _write_atomically(path: str, text: str) -> None:

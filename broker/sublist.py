@@ -27,7 +27,7 @@ InternalHandler = Callable[[bytes, bytes, int, bytes], None]
 class Subscription:
     """One SUB of one client (or an internal handler when `client` is None)."""
 
-    __slots__ = ("callback", "client", "delivered", "max", "queue", "sid", "subject")
+    __slots__ = ("callback", "client", "delivered", "max", "queue", "sid", "subject", "weight")
 
     def __init__(
         self,
@@ -44,6 +44,8 @@ class Subscription:
         self.callback = callback
         self.max = 0  # auto-unsubscribe after this many deliveries; 0 = never
         self.delivered = 0
+        # A peer's queue interest stands for this many members there (their share of the load).
+        self.weight = 1
 
     def __repr__(self) -> str:
         return f"Subscription({self.subject!r}, sid={self.sid!r}, queue={self.queue!r})"
@@ -70,6 +72,12 @@ EMPTY_RESULT = MatchResult([], [])
 def msg_start(subject: bytes, sid: bytes) -> bytes:
     """`MSG <subject> <sid> `: what every MSG line to this subscription starts with."""
     return b"MSG %s %s " % (subject, sid)
+
+
+def route_msg_start(subject: bytes) -> bytes:
+    """`RMSG <subject> `: the start of the line that forwards a message to a peer server, which
+    matches it against its own subscribers (see `broker.routeproto`)."""
+    return b"RMSG %s " % subject
 
 
 class _Node:
@@ -261,10 +269,8 @@ class Sublist:
             self._prefixes[b".".join(tokens[:depth + 1])] = result
             self._prefix_sizes.add(depth + 1)
             return result
-        # Internal subscribers get no MSG line, so theirs is not built.
-        starts = [(sub, msg_start(subject, sub.sid) if sub.client is not None else b"")
-                  for sub in psubs]
-        return MatchResult(starts, [list(group) for group in qgroups.values()])
+        return MatchResult(_line_starts(subject, psubs), [_members(group) for group in
+                                                        qgroups.values()])
 
     def _evict(self, pattern: bytes) -> None:
         if self._prefixes:
@@ -334,6 +340,36 @@ def _match_level(
     if pwc is not None:
         _collect(pwc, psubs, qgroups)
     return depth
+
+
+def _line_starts(subject: bytes, psubs: dict[Subscription, None]) -> list[tuple[Subscription,
+                                                                               bytes]]:
+    """Each plain subscriber with the start of its MSG line. Internal subscribers get no line.
+    A peer server gets a message once however many of its subscriptions match."""
+    starts: list[tuple[Subscription, bytes]] = []
+    peers: set[Any] | None = None
+    for sub in psubs:
+        client = sub.client
+        if client is None:
+            starts.append((sub, b""))
+        elif client.is_route:
+            if peers is None:
+                peers = set()
+            if client not in peers:
+                peers.add(client)
+                starts.append((sub, route_msg_start(subject)))
+        else:
+            starts.append((sub, msg_start(subject, sub.sid)))
+    return starts
+
+
+def _members(group: dict[Subscription, None]) -> list[Subscription]:
+    """A queue group's members for a random pick; a peer's interest counts as its weight."""
+    members = list(group)
+    for sub in group:
+        if sub.weight > 1:
+            members += [sub] * (sub.weight - 1)
+    return members
 
 
 def _collect(

@@ -87,12 +87,41 @@ def test_a_subscription_matching_through_several_paths_is_returned_once():
     assert sorted(s.sid for s, _ in result.psubs) == [b"1", b"2"]
 
 
+class Conn:
+    """What the sublist needs of a connection: whether it leads to a peer server."""
+
+    def __init__(self, is_route: bool = False) -> None:
+        self.is_route = is_route
+
+
 def test_match_results_carry_the_msg_line_start_for_the_published_subject():
     sublist = Sublist()
-    sublist.insert(Subscription(b"foo.*", b"7", client=object()))
+    sublist.insert(Subscription(b"foo.*", b"7", client=Conn()))
     sublist.insert(Subscription(b"foo.>", b"8", callback=lambda *a: None))  # internal: no line
     starts = {sub.sid: start for sub, start in sublist.match(b"foo.bar").psubs}
     assert starts == {b"7": b"MSG foo.bar 7 ", b"8": b""}
+
+
+def test_a_peer_gets_one_routed_copy_however_many_of_its_subscriptions_match():
+    sublist = Sublist()
+    peer, other = Conn(is_route=True), Conn(is_route=True)
+    for pattern in (b"foo.*", b"foo.>", b"foo.bar"):
+        sublist.insert(Subscription(pattern, b"", client=peer))
+    sublist.insert(Subscription(b">", b"", client=other))
+    starts = [(sub.client, start) for sub, start in sublist.match(b"foo.bar").psubs]
+    assert sorted(starts, key=lambda s: s[0] is other) == [
+        (peer, b"RMSG foo.bar "), (other, b"RMSG foo.bar ")]
+
+
+def test_a_peers_queue_interest_counts_as_many_members_as_its_weight():
+    sublist = Sublist()
+    local = Subscription(b"jobs", b"1", client=Conn(), queue=b"workers")
+    remote = Subscription(b"jobs", b"", client=Conn(is_route=True), queue=b"workers")
+    remote.weight = 3
+    sublist.insert(local)
+    sublist.insert(remote)
+    (group,) = sublist.match(b"jobs").qsubs
+    assert sorted(group, key=id) == sorted([local, remote, remote, remote], key=id)
 
 
 def test_cache_is_updated_by_inserts_and_removes():
