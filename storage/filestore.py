@@ -5,6 +5,7 @@ Directory layout::
     store.meta        checked JSON (CRC envelope, `durable.write_checked`): format version, name
     00000001.seg      segment files, numbered in order; the highest is the active one
     00000001.idx      persisted index of a sealed segment (checked envelope, `storage.segindex`)
+    truncate.intent   only between committing a truncation and finishing it (`storage.truncation`)
 
 Segment file: a 52-byte header (magic, segment id, a random generation, the store's floor, next
 sequence and last timestamp when the segment was created; CRC32) followed by records
@@ -35,6 +36,11 @@ record by record cutting a torn tail, then replay markers: the highest floor, to
 Damaged records are never served: `load()` raises CorruptRecord and `state().damaged` lists them;
 `load_next`/`load_last` raise CorruptRecord when the answer could lie in a damaged range, and
 `remove(seq)` of a damaged sequence accepts its loss.
+
+Truncation (`truncate`): sync everything, rewrite the segment holding the cut as a copy of its
+bytes up to the first record that must go plus fresh markers (tombstones that lived above the cut,
+a PURGE with the new last sequence), remove the segments above, all committed by one intent file
+so a crash leaves the store truncated or not; then rebuild the in-memory state from the files.
 
 Group commit details beyond `storage.store`:
 
@@ -67,6 +73,7 @@ Reads:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import heapq
 import json
@@ -80,7 +87,7 @@ from bisect import bisect_left, bisect_right
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from storage import durable, record, segindex
+from storage import durable, record, segindex, truncation
 from storage.commit import Compaction, FileSyncJob, IndexWrite, Plan
 from storage.durable import AppendFile, DamagedFile
 from storage.ranges import RangeSet
@@ -108,6 +115,7 @@ from storage.store import (
     file_msg_size,
     new_message,
     subject_len,
+    truncation_needed,
 )
 from storage.subjects import matcher, normalize, normalized
 
@@ -144,6 +152,11 @@ class FileStoreOptions:
     progress_every: int = 100  # log progress every this many segments while opening
 
 
+def _generation() -> int:
+    """A random, non-zero segment generation (zero means "header damaged")."""
+    return (int.from_bytes(os.urandom(8), "little") >> 1) | 1
+
+
 def _full_error(e: OSError, what: str) -> StoreError:
     if e.errno in _FULL_ERRNOS:
         return StoreFull(f"{what}: {e}")
@@ -162,6 +175,11 @@ class FileStore(MessageStore):
         self._opt = options or FileStoreOptions()
         if not 0 < self._opt.segment_bytes < (1 << 31):
             raise ValueError("segment_bytes must be positive and below 2 GiB")
+        self._init_state()
+        self._open()
+
+    def _init_state(self) -> None:
+        """Every in-memory structure, empty (opening fills them from the files)."""
         # Subjects: global ids, names, and per-subject count / first (a lower bound) / last (exact
         # unless the id is in _stale_last, then an upper bound).
         self._sub_id: dict[str, int] = {}
@@ -208,8 +226,8 @@ class FileStore(MessageStore):
         self._block: tuple[Segment, SegmentHeader, int, bytes] | None = None
         self._closed = False
         self._limited = False
-        self._set_limits(config)
-        self._open()
+        self._verify = self._opt.verify_segments  # check sealed segments' CRCs when loading
+        self._set_limits(self.config)
 
     # -----------------------------------------------------------------------------------------
     # Paths and small helpers
@@ -259,6 +277,7 @@ class FileStore(MessageStore):
     def _open(self) -> None:
         started = time.monotonic()
         durable.makedirs(self._dir)
+        self._finish_truncation()
         seg_ids = self._tidy_directory()
         self._load_meta(bool(seg_ids))
         segs = self._load_segments(seg_ids)
@@ -268,6 +287,13 @@ class FileStore(MessageStore):
         elapsed = time.monotonic() - started
         log.info("store %s opened: %d messages in %d segments in %.3fs", self.config.name,
                  self._msgs, len(self._segs), elapsed)
+
+    def _finish_truncation(self) -> None:
+        """A truncation that was committed but not finished when the process died."""
+        last_seq = truncation.finish(self._dir)
+        if last_seq is not None:
+            log.warning("store %s: finished truncating to %d after a crash", self.config.name,
+                        last_seq)
 
     def _tidy_directory(self) -> list[int]:
         seg_ids, stale = [], []
@@ -351,7 +377,7 @@ class FileStore(MessageStore):
                 log.warning("store %s: segment %d does not match its index (size %d, indexed "
                             "%d); rescanning it", name, seg_id, size, seg.size)
                 return None
-            if self._opt.verify_segments and size:
+            if self._verify and size:
                 with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
                     crc = zlib.crc32(view)
                 if crc != file_crc:
@@ -608,8 +634,7 @@ class FileStore(MessageStore):
     def _new_segment(self) -> Segment:
         seg_id = self._segs[-1].id + 1 if self._segs else 1
         path = self._seg_path(seg_id)
-        generation = (int.from_bytes(os.urandom(8), "little") >> 1) | 1
-        header = SegmentHeader(seg_id, generation, self._floor(), self._last_seq + 1,
+        header = SegmentHeader(seg_id, _generation(), self._floor(), self._last_seq + 1,
                                self._last_ts)
         f = AppendFile.create(path)  # raises OSError with nothing changed
         seg = Segment(seg_id, path, header)
@@ -1716,9 +1741,8 @@ class FileStore(MessageStore):
         """The segment as it will be after keeping entries `keep`, and the byte ranges of the
         old file to copy."""
         h = seg.header
-        generation = (int.from_bytes(os.urandom(8), "little") >> 1) | 1
         new = Segment(seg.id, seg.path,
-                      SegmentHeader(seg.id, generation, h.floor, h.next_seq, h.last_ts))
+                      SegmentHeader(seg.id, _generation(), h.floor, h.next_seq, h.last_ts))
         new.lsub_gid = seg.lsub_gid
         nlocal = len(seg.lsub_gid)
         new.lsub_total = array("I", bytes(4 * nlocal))
@@ -1890,29 +1914,155 @@ class FileStore(MessageStore):
         self._drop_dead_front()
         return removed
 
+    # -----------------------------------------------------------------------------------------
+    # Truncating
+
+    def truncate(self, last_seq: int) -> None:
+        """See `MessageStore.truncate`. Blocking, and durable already when it returns.
+
+        Design: first sync everything, so the files hold exactly the state in memory. Then
+        `storage.truncation` rewrites the segment holding the cut (a copy of its bytes up to
+        the first record that must go, plus fresh markers) and removes the segments above,
+        committing through an intent file so a crash leaves the store truncated or not. Last,
+        every in-memory structure is rebuilt from the files as opening builds them: what the
+        store serves after a truncate is, by construction, what a reopen would serve."""
+        self._check_open()
+        if not truncation_needed(self, last_seq):
+            return
+        error = self._sync_everything()
+        if error is not None:
+            raise _full_error(error, f"cannot truncate to {last_seq}: sync failed")
+        msgs, removals, damaged = self._msgs, self.removals, self._damaged.ranges()
+        try:  # nothing has changed yet if this fails
+            segment, data, remove = self._truncated_files(last_seq)
+            truncation.prepare(self._dir, segment, data)
+        except OSError as e:
+            raise _full_error(e, f"cannot truncate to {last_seq}") from e
+        try:
+            truncation.commit(self._dir, segment, remove, last_seq)
+            truncation.finish(self._dir)
+            self._reload()
+        except (OSError, StoreError) as e:
+            self._release()
+            raise StoreError(f"truncating to {last_seq} did not complete ({e}); the store is "
+                             "closed: opening it again finishes or undoes the truncation") from e
+        self._keep_damage(damaged)
+        self.removals = removals + msgs - self._msgs
+        log.info("store %s: truncated to %d, %d messages removed", self.config.name, last_seq,
+                 msgs - self._msgs)
+
+    def _truncated_files(self, last_seq: int) -> tuple[str, bytes, list[str]]:
+        """For a store whose files hold its state: the name of the segment to rewrite, its new
+        contents, and the names of the files to remove."""
+        floor = self._floor_after(last_seq)
+        last_ts = self._newest_ts_through(last_seq)
+        k = bisect_right(self._bases, last_seq) - 1
+        seg = self._segs[max(k, 0)]
+        above = self._segs[max(k, 0) + 1:]
+        tombs = array("Q")
+        for s in above:
+            tombs.extend(s.tombs)
+        if k < 0:  # every segment lies above the cut: the first one keeps only the numbering
+            head = record.encode_segment_header(
+                SegmentHeader(seg.id, _generation(), floor, last_seq + 1, last_ts))
+            body, keep_last = b"", False
+            tombs.extend(seg.tombs)
+        else:
+            head, body = self._split_segment(seg)
+            loc = self._locate(last_seq)
+            keep_last = loc is not None and loc[0].flags[loc[1]] != DELETED
+        try:
+            data = truncation.rewrite(head, body, last_seq, keep_last, tombs, floor, last_ts)
+        except ValueError as e:  # pragma: no cover - even without the damage before the cut
+            raise StoreError(f"cannot truncate segment {seg.id}: {e}") from e
+        remove = [os.path.basename(self._idx_path(seg.id))]  # it would describe the old file
+        for s in above:
+            remove += [os.path.basename(s.path), os.path.basename(self._idx_path(s.id))]
+        return os.path.basename(seg.path), data, remove
+
+    def _split_segment(self, seg: Segment) -> tuple[bytes, bytes]:
+        """A segment file as (a new header for it, its records). A new generation, because the
+        file changes; a damaged header stays as it is, with the records (the file is scanned
+        from its start then)."""
+        with open(seg.path, "rb") as f:
+            buf = f.read()
+        h = seg.header
+        if not h.generation:
+            return b"", buf
+        head = record.encode_segment_header(
+            SegmentHeader(h.seg_id, _generation(), h.floor, h.next_seq, h.last_ts))
+        return head, buf[SEGMENT_HEADER_SIZE:]
+
+    def _floor_after(self, last_seq: int) -> int:
+        """The floor once everything above `last_seq` is gone."""
+        first = self._first if self._first <= last_seq else last_seq + 1
+        d = self._damaged.first()
+        return d if d is not None and d < first else first
+
+    def _newest_ts_through(self, last_seq: int) -> int:
+        """The timestamp of the newest live message at or below `last_seq`; 0 if none."""
+        k = bisect_right(self._bases, last_seq) - 1
+        for seg in reversed(self._segs[:k + 1]):
+            i = seg.flags.rfind(LIVE, 0, seg.lower(last_seq + 1))
+            if i >= 0:
+                return seg.tss[i]
+        return 0
+
+    def _reload(self) -> None:
+        """Drop every in-memory structure and build them again from the files, as opening does,
+        except that sealed segments' checksums are not verified again: they were when the store
+        was opened, and every read checks its record."""
+        self._release()
+        self._init_state()
+        self._verify = False
+        self._open()
+        self._verify = self._opt.verify_segments
+
+    def _keep_damage(self, ranges: list[tuple[int, int]]) -> None:
+        """Records found damaged by reads before a reload are not in any index: mark them
+        again (a reopen finds them by their checksums)."""
+        for lo, hi in ranges:
+            k = max(0, bisect_right(self._bases, lo) - 1)
+            for seg in self._segs[k:]:
+                if seg.base > hi:
+                    break
+                seqs, flags = seg.seqs, seg.flags
+                for i in range(seg.lower(lo), len(seqs)):
+                    if seqs[i] > hi:
+                        break
+                    if flags[i] == LIVE:
+                        self._delete_at(seg, i, DAMAGED)
+                        self._damaged.add(seqs[i], seqs[i])
+        self._drop_dead_front()
+
     def close(self) -> None:
         if self._closed:
             return
-        error: BaseException | None = None
         try:
-            for job in list(self._jobs):
-                try:
-                    job.run()
-                except OSError as e:
-                    error = e
-            self._reap()
-            error = None  # an earlier failure is retried by this last job
-            job = self.begin_sync()
-            if job is not None:
-                try:
-                    job.run()
-                except OSError as e:
-                    error = e
-                self.finish_sync(job)
+            error = self._sync_everything()
         finally:
             self._release()
         if error is not None:
             raise _full_error(error, "close could not sync") from error
+
+    def _sync_everything(self) -> OSError | None:
+        """Run every outstanding job (begun but not run, or running in another thread) and one
+        more covering everything since, and finish them all. Returns the last job's error: an
+        earlier failure is retried by that last job."""
+        for job in list(self._jobs):
+            with contextlib.suppress(OSError):
+                job.run()
+        self._reap()
+        job = self.begin_sync()
+        if job is None:
+            return None
+        error = None
+        try:
+            job.run()
+        except OSError as e:
+            error = e
+        self.finish_sync(job)
+        return error
 
     def _release(self) -> None:
         self._closed = True

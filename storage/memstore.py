@@ -10,7 +10,7 @@ count, first and last directly. Bytes count nats-server's memory-store size
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 
 from storage.store import (
     ALL,
@@ -23,6 +23,7 @@ from storage.store import (
     SyncJob,
     memory_msg_size,
     subject_len,
+    truncation_needed,
 )
 from storage.subjects import matcher, normalized
 
@@ -200,6 +201,24 @@ class MemoryStore(MessageStore):
         self._check_open()
         self.config = config
         self._enforce()
+
+    def truncate(self, last_seq: int) -> None:
+        self._check_open()
+        if not truncation_needed(self, last_seq):
+            return
+        seqs = self._seqs
+        cut = bisect_right(seqs, last_seq)
+        for seq in seqs[max(cut, self._head):]:
+            if seq in self._msgs:
+                self._remove(seq)
+        del seqs[cut:]
+        self._head = min(self._head, cut)
+        # Expiry entries of removed messages must go: their sequences will be used again.
+        self._ttl_heap = [(exp, seq) for exp, seq in self._ttl_heap if seq <= last_seq]
+        heapq.heapify(self._ttl_heap)
+        self._last_seq = last_seq
+        self._last_ts = self._msgs[seqs[-1]].ts if self._last_live() else 0
+        # _max_ts and _ts_sorted may stay as they were: at worst age expiry looks further.
 
     # Reading
 

@@ -230,6 +230,23 @@ class MessageStore(ABC):
     def update_config(self, config: StoreConfig) -> None:
         """New limits; enforced at once."""
 
+    @abstractmethod
+    def truncate(self, last_seq: int) -> None:
+        """Remove every message with a sequence above `last_seq` and make `last_seq` the
+        store's last sequence (even when that message itself was deleted), as if nothing after
+        it had ever been stored. The next store_msg gets last_seq + 1. `last_seq` below the
+        store's first sequence - 1 is an error (StoreError), and so is one above the last
+        sequence (a store never moves its numbering forward this way: see skip_msgs);
+        `last_seq` equal to the last sequence changes nothing. Durable once the next sync
+        completes (begin_sync/finish_sync), and safe under power loss at any point: after a
+        crash the store comes back either truncated or not, never with a damaged middle.
+
+        `last_ts` becomes the timestamp of the newest message the store still holds (0 when it
+        holds none): the timestamp of `last_seq` itself is not kept once that message is gone.
+        The removed messages count in `removals`. (The use: a Raft-replicated stream writes its
+        store at apply time; after a restart it truncates the store back to the state of the
+        last snapshot and applies the log again.)"""
+
     # Reading
 
     @abstractmethod
@@ -311,3 +328,17 @@ class MessageStore(ABC):
     @abstractmethod
     def destroy(self) -> None:
         """Close and delete all of the store's data."""
+
+
+def truncation_needed(store: MessageStore, last_seq: int) -> bool:
+    """Check `truncate`'s argument: False when `last_seq` is already the last sequence (nothing
+    to do), StoreError when it lies below first_seq - 1 or beyond last_seq."""
+    if last_seq == store.last_seq:
+        return False
+    if last_seq > store.last_seq:
+        raise StoreError(f"cannot truncate to {last_seq}: beyond the last sequence "
+                         f"{store.last_seq}")
+    if last_seq < store.first_seq - 1:
+        raise StoreError(f"cannot truncate to {last_seq}: below the first sequence "
+                         f"{store.first_seq} - 1")
+    return True

@@ -257,6 +257,6 @@ def test_jetstream_in_a_cluster_requires_names(tmp_path):
     with pytest.raises(RuntimeError, match="requires `server_name`"):
         start_server("broker", ["-js", "-sd", str(tmp_path / "d"), "--cluster",
                                 "nats://127.0.0.1:-1"], workdir=str(tmp_path))
-    with pytest.raises(RuntimeError, match="requires `cluster.name`"):
+    with pytest.raises(RuntimeError, match=r"requires `cluster\.name`"):
         start_server("broker", ["-js", "-sd", str(tmp_path / "d"), "-n", "x", "--cluster",
                                 "nats://127.0.0.1:-1"], workdir=str(tmp_path))
