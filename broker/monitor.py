@@ -296,6 +296,8 @@ class MonitorServer:
             "messages": sum(state.msgs for state in states),
             "bytes": sum(state.bytes for state in states),
         })
+        if js.cluster is not None:
+            body["meta_cluster"] = js.cluster.meta_cluster_info()
         detail = _flag(query, "streams") or _flag(query, "consumers") or _flag(query, "accounts")
         if detail:
             body["account_details"] = [{
@@ -306,11 +308,13 @@ class MonitorServer:
             }]
         return 200, body
 
-    @staticmethod
-    def _stream_detail(stream: Any, consumers: bool, config: bool) -> dict[str, Any]:
+    def _stream_detail(self, stream: Any, consumers: bool, config: bool) -> dict[str, Any]:
         info = stream.info()
         detail: dict[str, Any] = {"name": stream.config.name, "created": info["created"],
                                   "state": info["state"]}
+        cluster = self.server.jetstream.cluster if self.server.jetstream else None
+        if cluster is not None:
+            detail["cluster"] = cluster.stream_cluster_info(stream.config.name)
         if config:
             detail["config"] = info["config"]
         if consumers:

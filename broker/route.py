@@ -65,6 +65,7 @@ class RouteConnection(asyncio.Protocol):
         self.remote_name = ""
         self.remote_url = ""  # where the peer's route listener is, for gossip
         self.remote_client_urls: list[str] = []
+        self.remote_jetstream = False
         self.host = ""
         self.port = 0
         self.start = time.time()
@@ -310,6 +311,7 @@ class RouteManager:
         self._wanted: dict[str, bool] = {}  # URL -> explicit (configured) or gossiped
         self._dialing: set[str] = set()
         self._self_urls: set[str] = set()
+        self._url_names: dict[str, str] = {}  # a dialled URL -> the server it leads to
         self._tasks: set[asyncio.Task] = set()
         self._interest: dict[tuple[bytes, bytes | None], int] = {}  # local interest refcounts
         self._closing = False
@@ -380,7 +382,9 @@ class RouteManager:
             delay = min(delay * 2, RECONNECT_MAX)
 
     def _connected_to_url(self, url: str) -> bool:
-        return any(r.solicited == url or r.remote_url == url for r in self.routes.values())
+        name = self._url_names.get(url)
+        return any(r.solicited == url or r.remote_url == url or
+                   (name is not None and r.remote_name == name) for r in self.routes.values())
 
     # Handshake
 
@@ -442,6 +446,8 @@ class RouteManager:
             self.refused += 1
             return "Cluster Name Conflict"
         name = info.get("server_name") or remote_id
+        if route.solicited:
+            self._url_names[route.solicited] = name
         if name == server.name:
             logger.error("Route %s: remote server has a duplicate name %r", route._label(), name)
             self.refused += 1
@@ -466,10 +472,13 @@ class RouteManager:
             existing.close("Duplicate Route")
         route.remote_id = remote_id
         route.remote_name = name
+        route.remote_jetstream = bool(info.get("jetstream"))
         advertised = info.get("route_url") or ""
         if not advertised and info.get("port"):
             advertised = f"nats-route://{route.host}:{info['port']}"
         route.remote_url = advertised
+        if advertised:
+            self._url_names.setdefault(advertised, name)
         self.routes[remote_id] = route
         logger.info("Route connection created to %s (%s)", name, route.host)
         self._send_interest(route)
@@ -528,6 +537,24 @@ class RouteManager:
                  for (subject, queue), count in self._interest.items()]
         if lines:
             route.send(b"".join(lines))
+
+    # Clustered JetStream
+
+    def jetstream_peers(self) -> list[str]:
+        return sorted(r.remote_name for r in self.routes.values() if r.remote_jetstream)
+
+    def bootstrap_peers(self) -> list[str] | None:
+        """The JetStream peers to found the meta group with: None until every configured route
+        is known to lead to this server itself or to a server connected now."""
+        if not self.options.routes:
+            return None
+        connected = {r.remote_name for r in self.routes.values()}
+        for url in self.options.routes:
+            if url in self._self_urls:
+                continue
+            if self._url_names.get(url) not in connected:
+                return None
+        return self.jetstream_peers()
 
     # Raft transport
 

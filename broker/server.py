@@ -53,6 +53,9 @@ def startup_problem(options: Options) -> str:
             return "jetstream cluster requires `server_name` to be set"
         if not options.cluster.name:
             return "jetstream cluster requires `cluster.name` to be set"
+        if not options.cluster.routes:
+            return ("JetStream cluster requires configured routes or solicited leafnode for "
+                    "the system account")
     return ""
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tests.netproxy import RouteProxies
 from tests.procs import ServerProcess, start_server
 
 
@@ -51,11 +52,17 @@ class Cluster:
     jetstream: bool = True
     seed_only: bool = False  # every server knows only S0's route (implicit discovery)
     extra: list[str] = field(default_factory=list)
+    journals: bool = False  # each server journals its fsyncs (power-loss simulation)
+    proxied: bool = False  # routes go through `proxies`, which can partition a server
+    env: dict[str, str] = field(default_factory=dict)
     servers: list[ServerProcess] = field(default_factory=list)
     cluster_ports: list[int] = field(default_factory=list)
+    proxy_ports: list[int] = field(default_factory=list)
+    proxies: RouteProxies | None = None
 
     def route_url(self, i: int) -> str:
-        return f"nats-route://127.0.0.1:{self.cluster_ports[i]}"
+        port = self.proxy_ports[i] if self.proxied else self.cluster_ports[i]
+        return f"nats-route://127.0.0.1:{port}"
 
     def args(self, i: int) -> list[str]:
         routes = [self.route_url(0)] if self.seed_only else \
@@ -63,6 +70,8 @@ class Cluster:
         args = ["-n", f"S{i}", "--cluster_name", self.name,
                 "--cluster", f"nats://127.0.0.1:{self.cluster_ports[i]}",
                 "--routes", ",".join(routes)]
+        if self.proxied:
+            args += ["--cluster_advertise", f"127.0.0.1:{self.proxy_ports[i]}"]
         if self.jetstream:
             args += ["-js", "-sd", self.store_dir(i)]
         return args + self.extra
@@ -70,12 +79,26 @@ class Cluster:
     def store_dir(self, i: int) -> str:
         return os.path.join(self.workdir, f"S{i}", "data")
 
+    def journal(self, i: int) -> str:
+        return os.path.join(self.workdir, f"S{i}", "journal")
+
+    def server_env(self, i: int) -> dict[str, str]:
+        env = dict(self.env)
+        if self.journals:
+            env["BROKER_DURABILITY_JOURNAL"] = self.journal(i)
+        return env
+
     def start(self) -> Cluster:
         self.cluster_ports = free_ports(self.size)
+        if self.proxied:
+            self.proxies = RouteProxies()
+            self.proxy_ports = [self.proxies.add(f"S{i}", port)
+                                for i, port in enumerate(self.cluster_ports)]
         for i in range(self.size):
             workdir = os.path.join(self.workdir, f"S{i}")
             os.makedirs(workdir, exist_ok=True)
-            server = start_server("broker", self.args(i), workdir=workdir)
+            server = start_server("broker", self.args(i), workdir=workdir,
+                                  env=self.server_env(i))
             server.restart_args_fixed()
             self.servers.append(server)
         self.wait_for_mesh()
@@ -108,10 +131,22 @@ class Cluster:
         server.kill()
         return server.start()
 
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Every running server reports healthy (JetStream current with the meta leader)."""
+        for i in self.up():
+            wait_for(lambda i=i: self.servers[i].get("/healthz")[0] == 200, timeout,
+                     f"S{i} to be healthy")
+
+    def index(self, name: str) -> int:
+        return int(name[1:])
+
     def logs(self) -> str:
         return "\n".join(f"--- S{i} ---\n{s.log()[-20000:]}" for i, s in enumerate(self.servers))
 
     def stop(self) -> None:
         for server in self.servers:
             server.kill()
+        if self.proxies is not None:
+            self.proxies.close()
+            self.proxies = None
         shutil.rmtree(self.workdir, ignore_errors=True)

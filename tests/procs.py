@@ -47,6 +47,7 @@ class ServerProcess:
     monitor_port: int = 0
     log_path: str = ""
     extra: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # added to the inherited environment
 
     @property
     def url(self) -> str:
@@ -66,7 +67,9 @@ class ServerProcess:
         argv = command(self.impl) + self.args + ["--ports_file_dir", ports_dir]
         self.log_path = os.path.join(self.workdir, f"server-{time.monotonic_ns()}.log")
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it until it exits
-        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        env = {**os.environ, **self.env} if self.env else None
+        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                        env=env)
         log.close()
         ports = _wait_for_ports(ports_dir, self.process, timeout, self.log_path)
         host, port = ports["nats"][0].split("://", 1)[1].rsplit(":", 1)
@@ -124,10 +127,11 @@ class ServerProcess:
 
 
 def start_server(impl: str = "broker", extra: list[str] | None = None, workdir: str = "",
-                 monitor: bool = True, timeout: float = 15.0) -> ServerProcess:
+                 monitor: bool = True, timeout: float = 15.0,
+                 env: dict[str, str] | None = None) -> ServerProcess:
     workdir = workdir or tempfile.mkdtemp(prefix="srv-")
     args = ["-a", "127.0.0.1", "-p", "-1"] + (["-m", "-1"] if monitor else []) + (extra or [])
-    return ServerProcess(impl, args, workdir).start(timeout)
+    return ServerProcess(impl, args, workdir, env=env or {}).start(timeout)
 
 
 def _wait_for_ports(ports_dir: str, proc: subprocess.Popen, timeout: float,

@@ -12,11 +12,13 @@ import asyncio
 import base64
 import json
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from broker import headers as h
 from broker.gotime import format_ns, now_ns
 from broker.jetstream import errors
+from broker.jetstream.clusterapi import IGNORE, ClusterApi
 from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.errors import ApiError
 from broker.jetstream.jsondecode import decode, parse_json, unknown_fields_error
@@ -35,7 +37,8 @@ NAMES_LIMIT = 1024
 LIST_LIMIT = 256
 MAX_SUBJECT_DETAILS = 100_000
 
-Handler = Callable[[list[str], dict[str, Any], bytes], "dict[str, Any] | Awaitable[dict[str, Any]]"]
+Handler = Callable[[list[str], dict[str, Any], bytes],
+                   "dict[str, Any] | Awaitable[dict[str, Any] | None] | None"]
 
 
 class JetStreamApi:
@@ -44,6 +47,9 @@ class JetStreamApi:
         self.server = js.server
         self._tasks: set[asyncio.Task] = set()
         js.direct_get = self.direct_get_handler
+        self.cluster: ClusterApi | None = None
+        if js.cluster is not None:
+            self.cluster = ClusterApi(self, js.cluster)
         # API subject (after the prefix) -> (response type, handler)
         self.routes: dict[str, tuple[str, Handler]] = {
             "INFO": ("account_info_response", self.account_info),
@@ -90,11 +96,12 @@ class JetStreamApi:
         for prefix in self.prefixes():
             skip = prefix.count(".") + 1
             for pattern, (kind, handler) in self.routes.items():
-                self.server.subscribe_internal(f"{prefix}.{pattern}",
-                                               self._endpoint(kind, handler, skip))
+                self.js.subscribe(f"{prefix}.{pattern}", self._endpoint(kind, handler, skip))
             # Like nats-server (which imports $JS.API.> into the account), a request no API
             # serves is swallowed: the client times out rather than seeing "no responders".
-            self.server.subscribe_internal(f"{prefix}.>", _ignore)
+            self.js.subscribe(f"{prefix}.>", _ignore)
+        if self.cluster is not None:
+            self.cluster.subscribe()
 
     def _endpoint(self, kind: str, handler: Handler, skip: int
                   ) -> Callable[[bytes, bytes, int, bytes], None]:
@@ -103,7 +110,21 @@ class JetStreamApi:
                 return  # nats-server ignores API requests nobody waits for
             tokens = subject.decode().split(".")[skip:]
             body = payload[hdr:] if hdr > 0 else payload
-            self._dispatch(kind, handler, tokens, reply, body)
+            if self.cluster is None:
+                self._dispatch(kind, handler, tokens, reply, body)
+                return
+            verdict = self.cluster.decide(kind, tokens)
+            if verdict is IGNORE:
+                return
+            if isinstance(verdict, ApiError):
+                self._respond(kind, reply, self._error(kind, verdict))
+                return
+            clustered = self.cluster.handlers.get(kind)
+            if clustered is None:
+                self._dispatch(kind, handler, tokens, reply, body)
+            else:
+                self._dispatch(kind, partial(_with_reply, clustered, reply), tokens, reply,
+                               body)
         return on_request
 
     def _dispatch(self, kind: str, handler: Handler, tokens: list[str], reply: bytes,
@@ -120,6 +141,8 @@ class JetStreamApi:
             logger.exception("JetStream API %s failed", kind)
             self._respond(kind, reply, self._error(kind, ApiError(500, 10003, "internal error")))
             return
+        if result is None:
+            return  # answered by another server (a new stream's leader)
         if isinstance(result, dict):
             self._respond(kind, reply, result)
             return
@@ -135,7 +158,8 @@ class JetStreamApi:
         except Exception:
             logger.exception("JetStream API %s failed", kind)
             result = self._error(kind, ApiError(500, 10003, "internal error"))
-        self._respond(kind, reply, result)
+        if result is not None:
+            self._respond(kind, reply, result)
 
     def _error(self, kind: str, exc: ApiError) -> dict[str, Any]:
         return {"error": exc.to_json(), **self.error_fields.get(kind, {})}
@@ -148,7 +172,7 @@ class JetStreamApi:
         if "error" in body:
             self.js.api_errors += 1
 
-    def _decode_config(self, request: dict[str, Any]) -> StreamConfig:
+    def decode_config(self, request: dict[str, Any]) -> StreamConfig:
         unknown: list[str] = []
         request = {k: v for k, v in request.items() if k != "pedantic"}
         config = decode(StreamConfig, request, unknown)
@@ -182,7 +206,7 @@ class JetStreamApi:
     def stream_create(self, tokens: list[str], request: dict[str, Any], body: bytes
                       ) -> dict[str, Any]:
         _require_body(body)
-        config = self._decode_config(request)
+        config = self.decode_config(request)
         name = tokens[-1]
         if config.name != name:
             raise errors.stream_name_mismatch()
@@ -196,7 +220,7 @@ class JetStreamApi:
     def stream_update(self, tokens: list[str], request: dict[str, Any], body: bytes
                       ) -> dict[str, Any]:
         _require_body(body)
-        config = self._decode_config(request)
+        config = self.decode_config(request)
         if config.name != tokens[-1]:
             raise errors.stream_name_mismatch()
         return self.js.update_stream(config).info(now=now_ns())
@@ -287,7 +311,17 @@ class JetStreamApi:
 
     def consumer_create(self, tokens: list[str], request: dict[str, Any], body: bytes
                         ) -> dict[str, Any]:
-        """All create forms, checked in nats-server's order (jsConsumerCreateRequest)."""
+        stream_name, config, action = self.parse_consumer_create(tokens, request, body)
+        if config.num_replicas > 1:
+            raise errors.replicas_not_supported()
+        stream = self.js.lookup(stream_name)
+        consumer, _created = self.js.add_consumer(stream, config, action)
+        return consumer.info()
+
+    def parse_consumer_create(self, tokens: list[str], request: dict[str, Any], body: bytes
+                              ) -> tuple[str, ConsumerConfig, str]:
+        """All create forms, checked in nats-server's order (jsConsumerCreateRequest).
+        Returns (stream name, config, action)."""
         _require_body(body)
         legacy_durable = tokens[1] == "DURABLE"
         if legacy_durable:
@@ -324,17 +358,13 @@ class JetStreamApi:
         if filtered and config.filter_subject != filtered:
             raise ApiError(400, 10131, "Consumer create request did not match filtered subject "
                                        "from create subject")
-        if config.num_replicas > 1:
-            raise errors.replicas_not_supported()
         for name in (config.name, config.durable_name):
             if name and not is_valid_name(name):
                 raise ApiError(400, 10103, "durable name can not contain '.', '*', '>'")
         action = request.get("action", "")
         if action not in ("", "create", "update"):
             raise errors.invalid_json(f"unknown consumer action {action!r}")
-        stream = self.js.lookup(stream_name)
-        consumer, _created = self.js.add_consumer(stream, config, action)
-        return consumer.info()
+        return stream_name, config, action
 
     def _decode_consumer_config(self, data: dict[str, Any]) -> ConsumerConfig:
         unknown: list[str] = []
@@ -345,7 +375,7 @@ class JetStreamApi:
             logger.warning("JetStream: ignoring unknown consumer config fields %s", unknown)
         return config
 
-    def _consumer(self, tokens: list[str]) -> Consumer:
+    def find_consumer(self, tokens: list[str]) -> Consumer:
         stream = self.js.lookup(tokens[2])
         consumer = stream.consumers.get(tokens[3])
         if consumer is None:
@@ -354,7 +384,7 @@ class JetStreamApi:
 
     def consumer_info(self, tokens: list[str], request: dict[str, Any], body: bytes
                       ) -> dict[str, Any]:
-        return self._consumer(tokens).info()
+        return self.find_consumer(tokens).info()
 
     def consumer_delete(self, tokens: list[str], request: dict[str, Any], body: bytes
                         ) -> dict[str, Any]:
@@ -491,6 +521,11 @@ EMPTY_ONLY = frozenset({"stream_delete_response", "consumer_delete_response"})
 
 def _ignore(subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
     pass
+
+
+def _with_reply(handler: Callable[..., Any], reply: bytes, tokens: list[str],
+                request: dict[str, Any], body: bytes) -> Any:
+    return handler(tokens, request, body, reply)
 
 
 def _require_body(body: bytes) -> None:

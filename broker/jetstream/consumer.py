@@ -79,7 +79,7 @@ class Consumer:
         self.durable_dir = durable_dir
         self.server = js.server
         self.loop = js.server.loop
-        self.closed = False
+        self.closed = True  # until started: a replica's passive copy never is
         self.filters = config.filters
         self.acks_required = config.acks_required
         self._all = self.filters == (">",)
@@ -117,6 +117,7 @@ class Consumer:
         return self.config.is_push
 
     def start(self) -> None:
+        self.closed = False
         stream_name = self.stream.config.name
         self._subscribe(f"$JS.ACK.{stream_name}.{self.name}.>", self._on_ack)
         if self.is_push:
@@ -135,7 +136,7 @@ class Consumer:
 
     def _subscribe(self, subject: str, handler: Callable[[bytes, bytes, int, bytes], None]
                    ) -> None:
-        self._subs.append(self.server.subscribe_internal(subject, handler))
+        self._subs.append(self.js.subscribe(subject, handler))
 
     def stop(self, reason: str = "") -> None:
         """Stop delivering (deleted, or server shutdown). Waiting pull requests are told why."""
@@ -468,7 +469,7 @@ class Consumer:
         # Anything else changes nothing, but is still answered, as nats-server does.
         self.last_active = now_ns()
         if reply:
-            self.js.commit.after_sync(self.log, self._ack_reply(reply))
+            self.js.after_durable(self.log, self._ack_reply(reply))
         self.signal()
 
     def _ack_reply(self, reply: bytes) -> Callable[[BaseException | None], None]:
@@ -808,7 +809,7 @@ class Consumer:
             return
         logger.debug("JetStream consumer '%s > %s' inactive, deleting", self.stream.config.name,
                      self.name)
-        self.js.remove_consumer(self.stream, self.name)
+        self.js.consumer_inactive(self.stream, self.name)
 
     # Info
 

@@ -185,6 +185,12 @@ class ConsumerConfig:
             raise ApiError(500, 10012, "can not update push consumer to pull based" if
                            old.is_push else "can not update pull consumer to push based")
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ConsumerConfig:
+        """Back from `to_json` (a stored or replicated config); unknown keys are ignored."""
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in names})
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in ("durable_name", "name", "description"):

@@ -19,6 +19,7 @@ from broker.jetstream import errors
 from broker.jetstream.commit import GroupCommit, Watcher
 from broker.jetstream.consumer import Consumer, nuid
 from broker.jetstream.consumerconfig import ConsumerConfig
+from broker.jetstream.consumerreplica import ReplicatedLog
 from broker.jetstream.consumerstate import ConsumerState
 from broker.jetstream.errors import ApiError
 from broker.jetstream.stream import Stream, store_config
@@ -30,6 +31,7 @@ from storage.durable import read_checked, write_checked
 from storage.statelog import MemoryStateLog, StateLog
 
 if TYPE_CHECKING:
+    from broker.jetstream.cluster import JetStreamCluster
     from broker.server import Server
     from broker.sublist import Subscription
 
@@ -71,6 +73,13 @@ class JetStream:
         self.api_total = 0
         self.api_errors = 0
         self.ready = False
+        # Set when the server is part of a cluster: streams and consumers are then created
+        # through the meta group, and this server holds those assigned to it.
+        self.cluster: JetStreamCluster | None = None
+        if server.routes is not None:
+            from broker.jetstream.cluster import JetStreamCluster
+
+            self.cluster = JetStreamCluster(self)
 
     # Lifecycle
 
@@ -82,7 +91,11 @@ class JetStream:
         logger.info("  Store Directory: %r", self.store_dir)
         logger.info("  Max Memory:      %s", _human(self.max_memory))
         logger.info("  Max Storage:     %s", _human(self.max_storage))
-        self._recover()
+        if self.cluster is not None:
+            logger.info("Starting JetStream cluster")
+            self.cluster.start()
+        else:
+            self._recover()
         self._expiry_timer = self.server.loop.call_later(EXPIRY_TICK, self._expire)
         self.ready = True
 
@@ -90,6 +103,8 @@ class JetStream:
         self.ready = False
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()
+        if self.cluster is not None:
+            await self.cluster.stop()
         for stream in self.streams.values():
             for consumer in stream.consumers.values():
                 consumer.close()
@@ -136,11 +151,7 @@ class JetStream:
 
     def add_stream(self, requested: StreamConfig) -> tuple[Stream, bool]:
         """Create (or find an identical) stream. Returns (stream, created)."""
-        config = requested.normalized(self.duplicate_limit)
-        if config.sealed:
-            raise errors.stream_invalid_config("stream configuration for create can not be sealed")
-        if config.mirror_direct and config.mirror is None:
-            raise errors.stream_invalid_config("stream has no mirror but does have mirror direct")
+        config = plan_stream(requested, self.duplicate_limit)
         if config.num_replicas > 1:
             raise errors.replicas_not_supported()
         existing = self.streams.get(config.name)
@@ -187,6 +198,85 @@ class JetStream:
         stream.store.destroy()
         shutil.rmtree(os.path.join(self.streams_dir, name), ignore_errors=True)
 
+    # Streams and consumers a cluster assigned to this server (see `cluster`)
+
+    def open_assigned_stream(self, config: StreamConfig, created: int, group: str,
+                             empty: bool = False) -> Stream:
+        """Open this server's copy of a stream, keeping what is on disk only if it is the
+        same stream (a stream deleted and created again while we were away is another).
+        `empty`: start from an empty store whatever is on disk (it is rebuilt from a log)."""
+        directory = os.path.join(self.streams_dir, config.name)
+        if os.path.isdir(directory) and not self._same_incarnation(directory, created, group):
+            logger.info("JetStream removing stale data of stream '%s > %s'", ACCOUNT,
+                        config.name)
+            shutil.rmtree(directory)
+        if empty:
+            shutil.rmtree(os.path.join(directory, "msgs"), ignore_errors=True)
+        durable.makedirs(directory)
+        self._write_meta(config, created, group)
+        stream = Stream(config, self._open_store(config), created)
+        if config.first_seq > 1 and stream.store.last_seq == 0:
+            stream.store.skip_msgs(config.first_seq)
+        return stream
+
+    @staticmethod
+    def _same_incarnation(directory: str, created: int, group: str) -> bool:
+        try:
+            meta = json.loads(read_checked(os.path.join(directory, "meta.json")))
+        except (OSError, ValueError):
+            return False
+        return int(meta.get("created", 0)) == created and meta.get("group", "") == group
+
+    def attach_assigned(self, stream: Stream, ingest: bool) -> None:
+        self._attach(stream, ingest)
+
+    def apply_stream_update(self, stream: Stream, config: StreamConfig, ingest: bool) -> None:
+        """A config change the meta group decided (already validated by its leader)."""
+        self._write_meta(config, stream.created, self._group(stream))
+        self._detach_ingest(stream)
+        stream.update(config)
+        if ingest:
+            self._subscribe_ingest(stream)
+        else:
+            self._subscribe_direct(stream)
+
+    def _group(self, stream: Stream) -> str:
+        try:
+            meta = json.loads(read_checked(os.path.join(self.streams_dir, stream.config.name,
+                                                        "meta.json")))
+        except (OSError, ValueError):
+            return ""
+        return str(meta.get("group", ""))
+
+    def open_assigned_consumer(self, stream: Stream, name: str, config: ConsumerConfig,
+                               created: int) -> Consumer:
+        """Start (or update) an R1 consumer held by this server, with its state from disk."""
+        existing = stream.consumers.get(name)
+        if existing is not None:
+            if existing.config.to_json() == config.to_json():
+                return existing
+            return self._update_consumer(existing, config)
+        if os.path.isdir(self._consumer_dir(stream, name)):
+            try:
+                self._recover_consumer(stream, name)
+                return stream.consumers[name]
+            except (OSError, ValueError, StoreError, ApiError) as exc:
+                logger.error("JetStream consumer '%s > %s > %s' state lost: %s", ACCOUNT,
+                             stream.config.name, name, exc)
+                shutil.rmtree(self._consumer_dir(stream, name), ignore_errors=True)
+        consumer = self._new_consumer(stream, name, config, created)
+        self._save_consumer(consumer)
+        stream.consumers[name] = consumer
+        consumer.start()
+        return consumer
+
+    def consumer_inactive(self, stream: Stream, name: str) -> None:
+        """An ephemeral consumer nobody used for its inactive threshold goes away."""
+        if self.cluster is None:
+            self.remove_consumer(stream, name)
+            return
+        self.cluster.request_consumer_delete(stream.config.name, name)
+
     def lookup(self, name: str) -> Stream:
         stream = self.streams.get(name)
         if stream is None:
@@ -195,30 +285,29 @@ class JetStream:
             raise errors.stream_not_found()
         return stream
 
-    def _attach(self, stream: Stream) -> None:
+    def _attach(self, stream: Stream, ingest: bool = True) -> None:
+        """Serve `stream` here. `ingest`: this server stores what is published to it (not so
+        for a replicated stream, whose leader ingests through its Raft group)."""
         self.streams[stream.config.name] = stream
         store = stream.store
         stream.send = self._send
         self.commit.watch(store, Watcher(lambda: store.last_seq, stream.on_durable,
                                          stream.on_sync_failed))
-        self._subscribe_ingest(stream)
+        if ingest:
+            self._subscribe_ingest(stream)
+        else:
+            self._subscribe_direct(stream)
 
     def _send(self, reply: bytes, payload: bytes) -> None:
         self.server.publish_internal(reply, payload=payload)
 
-    def _write_meta(self, config: StreamConfig, created: int) -> None:
-        meta = {"config": config.to_json(), "created": created}
+    def _write_meta(self, config: StreamConfig, created: int, group: str = "") -> None:
+        meta = {"config": config.to_json(), "created": created, "group": group}
         path = os.path.join(self.streams_dir, config.name, "meta.json")
         write_checked(path, json.dumps(meta).encode())
 
     def _check_overlap(self, config: StreamConfig, ignore: str = "") -> None:
-        for other in self.streams.values():
-            if other.config.name in (config.name, ignore):
-                continue
-            for a in config.subjects:
-                for b in other.config.subjects:
-                    if subjects_collide(a.encode(), b.encode()):
-                        raise errors.subjects_overlap()
+        check_overlap(config, [s.config for s in self.streams.values()], ignore)
 
     def _check_resources(self, config: StreamConfig) -> None:
         if config.max_bytes <= 0:
@@ -252,15 +341,30 @@ class JetStream:
     # Ingest: core NATS publishes on stream subjects
 
     def _subscribe_ingest(self, stream: Stream) -> None:
+        self._subscribe_direct(stream)
         handler = self._ingest_handler(stream)
-        subs = [self.server.subscribe_internal(subject, handler)
-                for subject in stream.config.subjects]
+        self._ingest_subs[stream.config.name] += self.subscribe_ingest(stream, handler)
+
+    def subscribe_ingest(self, stream: Stream, handler: Callable[[bytes, bytes, int, bytes],
+                                                                 None]) -> list[Subscription]:
+        """Subscribe `handler` to the stream's subjects (peers route those publishes here)."""
+        return [self.subscribe(subject, handler) for subject in stream.config.subjects]
+
+    def _subscribe_direct(self, stream: Stream) -> None:
+        """Direct gets are answered by any server holding the stream (one of them: a queue)."""
+        subs: list[Subscription] = []
         if stream.config.allow_direct and self.direct_get is not None:
             direct = self.direct_get(stream)
             name = stream.config.name
             for subject in (f"$JS.API.DIRECT.GET.{name}", f"$JS.API.DIRECT.GET.{name}.>"):
-                subs.append(self.server.subscribe_internal(subject, direct, queue="_sys_"))
+                subs.append(self.subscribe(subject, direct, queue="_sys_"))
         self._ingest_subs[stream.config.name] = subs
+
+    def subscribe(self, subject: str, handler: Callable[[bytes, bytes, int, bytes], None],
+                  queue: str | None = None) -> Subscription:
+        """A JetStream subscription; in a cluster, peers learn of it and route to it."""
+        return self.server.subscribe_internal(subject, handler, queue,
+                                              propagate=self.cluster is not None)
 
     def _detach_ingest(self, stream: Stream) -> None:
         for sub in self._ingest_subs.pop(stream.config.name, []):
@@ -280,7 +384,7 @@ class JetStream:
             header, data = b"", payload
         ack = bool(reply) and not stream.config.no_ack
         try:
-            self._check_limits(stream, len(payload))
+            self.check_limits(stream, len(payload))
             published = stream.apply_publish(subject.decode(), header, data, now_ns())
         except ApiError as exc:
             if ack:
@@ -312,7 +416,7 @@ class JetStream:
         elif ack and published.seq <= stream.durable_seq:
             stream.on_durable(stream.durable_seq)
 
-    def _check_limits(self, stream: Stream, size: int) -> None:
+    def check_limits(self, stream: Stream, size: int) -> None:
         if stream.config.storage == "memory":
             if self._recent_usage("memory", size) + size > self.max_memory:
                 raise errors.memory_exceeded()
@@ -334,57 +438,22 @@ class JetStream:
     def add_consumer(self, stream: Stream, requested: ConsumerConfig, action: str = ""
                      ) -> tuple[Consumer, bool]:
         """Create, update or find a consumer (nats-server's addConsumerWithAction)."""
-        config = requested.with_defaults(stream.config)
-        config.check(stream.config)
-        name = config.durable_name or config.name
-        existing = stream.consumers.get(name) if name else None
-        if existing is not None:
-            if action == "create" and existing.config.to_json() != config.to_json():
-                raise ApiError(400, 10148, "consumer already exists")
-            if existing.config.to_json() == config.to_json():
-                return existing, False
-            config.check_update(existing.config)
-            if existing.is_push and existing.active and \
-                    config.deliver_subject != existing.config.deliver_subject:
+        existing = {n: c.config for n, c in stream.consumers.items()}
+        name, config, previous = plan_consumer(stream.config, existing, requested, action)
+        if previous is not None:
+            current = stream.consumers[name]
+            if previous.to_json() == config.to_json():
+                return current, False
+            if current.is_push and current.active and \
+                    config.deliver_subject != previous.deliver_subject:
                 raise ApiError(400, 10013, "consumer name already in use")
-            self._check_workqueue(stream, config, name)
-            return self._update_consumer(existing, config), False
-        if action == "update":
-            raise ApiError(400, 10149, "consumer does not exist")
-        if 0 < stream.config.max_consumers <= len(stream.consumers):
-            raise ApiError(400, 10026, "maximum consumers limit reached")
-        if stream.config.retention == "workqueue":
-            if config.ack_policy != "explicit":
-                raise ApiError(400, 10098, "workqueue stream requires explicit ack")
-            self._check_workqueue(stream, config, name)
-            if config.deliver_policy != "all":
-                raise ApiError(400, 10101, "consumer must be deliver all on workqueue stream")
-        if not name:
-            name = _random_name()
-        if len(name) > 255:
-            raise ApiError(400, 10102, "consumer name is too long, maximum allowed is 255")
+            return self._update_consumer(current, config), False
         consumer = self._new_consumer(stream, name, config, now_ns())
         self._save_consumer(consumer)
         stream.consumers[name] = consumer
         consumer.start()
         self._consumer_advisory(stream, name, "create")
         return consumer, True
-
-    def _check_workqueue(self, stream: Stream, config: ConsumerConfig, name: str) -> None:
-        if stream.config.retention != "workqueue":
-            return
-        others = [c for n, c in stream.consumers.items() if n != name]
-        if not others:
-            return
-        if config.filters == (">",):
-            raise ApiError(400, 10099, "multiple non-filtered consumers not allowed on "
-                                       "workqueue stream")
-        for other in others:
-            for a in config.filters:
-                for b in other.filters:
-                    if subjects_collide(a.encode(), b.encode()):
-                        raise ApiError(400, 10100, "filtered consumer not unique on workqueue "
-                                                   "stream")
 
     def _new_consumer(self, stream: Stream, name: str, config: ConsumerConfig, created: int,
                       state: ConsumerState | None = None, log: Any = None) -> Consumer:
@@ -393,20 +462,36 @@ class JetStream:
             log = StateLog(os.path.join(self._consumer_dir(stream, name), "state")) \
                 if persistent else MemoryStateLog(name)
         if state is None:
-            state = self._initial_state(stream, config)
+            state = self.initial_consumer_state(stream, config)
         consumer = Consumer(self, stream, name, config, created, state, log,
                             self._consumer_dir(stream, name) if persistent else "")
         if config.deliver_policy == "last_per_subject" and not state.delivered_cseq:
             consumer.deliver_first(self._last_per_subject(stream, config))
         return consumer
 
-    def _initial_state(self, stream: Stream, config: ConsumerConfig) -> ConsumerState:
+    def initial_consumer_state(self, stream: Stream, config: ConsumerConfig) -> ConsumerState:
         """A new consumer starts just before its first message (nats-server shows the start
         position in `delivered` and `ack_floor` before anything was delivered)."""
         state = ConsumerState(acks_required=config.acks_required)
         state.cursor = self._start_sequence(stream, config)
         state.delivered_sseq = state.floor_sseq = state.cursor - 1
         return state
+
+    def build_consumer(self, stream: Stream, name: str, config: ConsumerConfig, created: int,
+                       state: ConsumerState, log: Any) -> Consumer:
+        """A consumer over a given state and state log (a replicated consumer's)."""
+        consumer = Consumer(self, stream, name, config, created, state, log)
+        if config.deliver_policy == "last_per_subject" and not state.delivered_cseq:
+            consumer.deliver_first(self._last_per_subject(stream, config))
+        return consumer
+
+    def after_durable(self, log: Any, callback: Callable[[BaseException | None], None]
+                      ) -> None:
+        """Call back once what `log` recorded so far is durable (synced, or committed)."""
+        if isinstance(log, ReplicatedLog):
+            log.after_commit(callback)
+        else:
+            self.commit.after_sync(log, callback)
 
     @staticmethod
     def _persistent(stream: Stream, config: ConsumerConfig) -> bool:
@@ -506,7 +591,7 @@ class JetStream:
         if log.snapshot is not None:
             state = ConsumerState.restore(log.snapshot, config.acks_required)
         else:
-            state = self._initial_state(stream, config)
+            state = self.initial_consumer_state(stream, config)
         for record in log.records:
             state.apply(ConsumerState.decode_op(record))
         consumer = self._new_consumer(stream, name, config, int(meta.get("created", 0)), state,
@@ -529,11 +614,87 @@ class JetStream:
     # Health
 
     def health(self) -> tuple[int, dict[str, Any]]:
+        if self.cluster is not None:
+            status = self.cluster.health()
+            if status[0] != 200:
+                return status
         if self.offline:
             name = sorted(self.offline)[0]
             return 503, {"status": "unavailable", "status_code": 503,
                          "error": f"JetStream stream '{ACCOUNT} > {name}' could not be recovered"}
         return 200, {"status": "ok"}
+
+
+def plan_stream(requested: StreamConfig, duplicate_limit: int) -> StreamConfig:
+    """The checks of a stream create that need nothing but the config."""
+    config = requested.normalized(duplicate_limit)
+    if config.sealed:
+        raise errors.stream_invalid_config("stream configuration for create can not be sealed")
+    if config.mirror_direct and config.mirror is None:
+        raise errors.stream_invalid_config("stream has no mirror but does have mirror direct")
+    return config
+
+
+def check_overlap(config: StreamConfig, others: list[StreamConfig], ignore: str = "") -> None:
+    """No two streams may capture the same subject."""
+    for other in others:
+        if other.name in (config.name, ignore):
+            continue
+        for a in config.subjects:
+            for b in other.subjects:
+                if subjects_collide(a.encode(), b.encode()):
+                    raise errors.subjects_overlap()
+
+
+def plan_consumer(stream_config: StreamConfig, existing: dict[str, ConsumerConfig],
+                  requested: ConsumerConfig, action: str = ""
+                  ) -> tuple[str, ConsumerConfig, ConsumerConfig | None]:
+    """Check a consumer create/update against its stream and the stream's other consumers, in
+    nats-server's order. Returns (name, config with defaults, the config it replaces or None)."""
+    config = requested.with_defaults(stream_config)
+    config.check(stream_config)
+    name = config.durable_name or config.name
+    previous = existing.get(name) if name else None
+    if previous is not None:
+        if action == "create" and previous.to_json() != config.to_json():
+            raise ApiError(400, 10148, "consumer already exists")
+        if previous.to_json() != config.to_json():
+            config.check_update(previous)
+            _check_workqueue(stream_config, existing, config, name)
+        return name, config, previous
+    if action == "update":
+        raise ApiError(400, 10149, "consumer does not exist")
+    if 0 < stream_config.max_consumers <= len(existing):
+        raise ApiError(400, 10026, "maximum consumers limit reached")
+    if stream_config.retention == "workqueue":
+        if config.ack_policy != "explicit":
+            raise ApiError(400, 10098, "workqueue stream requires explicit ack")
+        _check_workqueue(stream_config, existing, config, name)
+        if config.deliver_policy != "all":
+            raise ApiError(400, 10101, "consumer must be deliver all on workqueue stream")
+    if not name:
+        name = _random_name()
+    if len(name) > 255:
+        raise ApiError(400, 10102, "consumer name is too long, maximum allowed is 255")
+    return name, config, None
+
+
+def _check_workqueue(stream_config: StreamConfig, existing: dict[str, ConsumerConfig],
+                     config: ConsumerConfig, name: str) -> None:
+    if stream_config.retention != "workqueue":
+        return
+    others = [c for n, c in existing.items() if n != name]
+    if not others:
+        return
+    if config.filters == (">",):
+        raise ApiError(400, 10099, "multiple non-filtered consumers not allowed on "
+                                   "workqueue stream")
+    for other in others:
+        for a in config.filters:
+            for b in other.filters:
+                if subjects_collide(a.encode(), b.encode()):
+                    raise ApiError(400, 10100, "filtered consumer not unique on workqueue "
+                                               "stream")
 
 
 def _known_fields(config: dict[str, Any]) -> dict[str, Any]:

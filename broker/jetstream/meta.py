@@ -60,6 +60,7 @@ class Change:
     consumer: ConsumerAssignment | None = None
     previous: StreamAssignment | None = None  # update: the assignment before
     error: str = ""  # refused at apply (a racing proposal got there first)
+    request: dict[str, Any] = field(default_factory=dict)  # the op: its id, reply, time
 
 
 @dataclass
@@ -69,6 +70,11 @@ class MetaState:
 
     def apply(self, data: bytes) -> Change:
         op = json.loads(data)
+        change = self._apply(op)
+        change.request = op
+        return change
+
+    def _apply(self, op: dict[str, Any]) -> Change:
         kind = op.get("op", "")
         if kind == ADD_STREAM:
             return self._add_stream(StreamAssignment(**op["stream"]))
@@ -163,28 +169,31 @@ class MetaState:
 
 # Encoding the proposals
 
-def add_stream_op(sa: StreamAssignment) -> bytes:
-    return _encode({"op": ADD_STREAM, "stream": asdict(sa)})
+# Encoding the proposals. `extra` carries what only the servers acting on the op use: the
+# proposal's id (its proposer waits for it), the client's reply subject, the time.
+
+def add_stream_op(sa: StreamAssignment, **extra: Any) -> bytes:
+    return _encode({"op": ADD_STREAM, "stream": asdict(sa)}, extra)
 
 
-def update_stream_op(sa: StreamAssignment) -> bytes:
-    return _encode({"op": UPDATE_STREAM, "stream": asdict(sa)})
+def update_stream_op(sa: StreamAssignment, **extra: Any) -> bytes:
+    return _encode({"op": UPDATE_STREAM, "stream": asdict(sa)}, extra)
 
 
-def delete_stream_op(name: str) -> bytes:
-    return _encode({"op": DELETE_STREAM, "name": name})
+def delete_stream_op(name: str, **extra: Any) -> bytes:
+    return _encode({"op": DELETE_STREAM, "name": name}, extra)
 
 
-def add_consumer_op(ca: ConsumerAssignment) -> bytes:
-    return _encode({"op": ADD_CONSUMER, "consumer": asdict(ca)})
+def add_consumer_op(ca: ConsumerAssignment, **extra: Any) -> bytes:
+    return _encode({"op": ADD_CONSUMER, "consumer": asdict(ca)}, extra)
 
 
-def delete_consumer_op(stream: str, name: str) -> bytes:
-    return _encode({"op": DELETE_CONSUMER, "stream": stream, "name": name})
+def delete_consumer_op(stream: str, name: str, **extra: Any) -> bytes:
+    return _encode({"op": DELETE_CONSUMER, "stream": stream, "name": name}, extra)
 
 
-def _encode(op: dict[str, Any]) -> bytes:
-    return json.dumps(op, separators=(",", ":")).encode()
+def _encode(op: dict[str, Any], extra: dict[str, Any]) -> bytes:
+    return json.dumps({**op, **extra}, separators=(",", ":")).encode()
 
 
 # Placement

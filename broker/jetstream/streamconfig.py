@@ -135,6 +135,12 @@ class StreamConfig:
 
     # JSON
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StreamConfig:
+        """Back from `to_json` (a stored or replicated config); unknown keys are ignored."""
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in names})
+
     def to_json(self) -> dict[str, Any]:
         """The echoed config, with Go's omitempty rules for the optional fields."""
         out: dict[str, Any] = {"name": self.name}

@@ -1,0 +1,89 @@
+"""The Raft groups this server is a member of, carried over the route connections.
+
+Each group (the meta group, each R3 stream, each R3 consumer) is one `raft.RaftDriver` with its
+log in `<store_dir>/jetstream/$SYS/_js_/<group>/`. Frames travel as `RAFT <group> <size>` on the
+route to the peer; a frame for a group this server does not (yet) run is dropped and counted:
+the leader sends again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from broker.log import logger
+from raft.driver import Application, RaftDriver
+from raft.log import RaftLog
+from raft.options import RaftConfig
+
+if TYPE_CHECKING:
+    from broker.route import RouteManager
+
+# A 50 ms tick: heartbeats every 200 ms, elections after 1-2 s of silence, so a dead leader is
+# replaced well within the 3 s a publisher retrying its PubAck can wait.
+TICK = 0.05
+CONFIG = RaftConfig(heartbeat_ticks=4, election_ticks_min=20, election_ticks_max=40)
+
+
+class RaftGroups:
+    def __init__(self, server_name: str, routes: RouteManager, base_dir: str) -> None:
+        self.server_name = server_name
+        self.routes = routes
+        self.base_dir = base_dir
+        self.drivers: dict[str, RaftDriver] = {}
+        self.unknown_frames = 0
+        routes.raft_handler = self._receive
+
+    def directory(self, group: str) -> str:
+        return os.path.join(self.base_dir, group)
+
+    def has_state(self, group: str) -> bool:
+        return os.path.isdir(self.directory(group))
+
+    def open_log(self, group: str) -> RaftLog:
+        """Recover (or create) the group's log, to look at it before the group starts."""
+        return RaftLog.open(self.directory(group))
+
+    async def open(self, group: str, peers: list[str] | None, app: Application,
+                   on_change: Callable[[], None] | None = None,
+                   raft_log: RaftLog | None = None) -> RaftDriver:
+        """Start this server's member of `group` (recovering its log if it has one)."""
+        if raft_log is None:
+            raft_log = self.open_log(group)
+        driver = RaftDriver(self.server_name, peers, raft_log, app, self._sender(group),
+                            group=group, config=CONFIG, tick_interval=TICK)
+        driver.on_change = on_change
+        self.drivers[group] = driver
+        await driver.start()
+        if not raft_log.vouch.can_vouch:
+            logger.warning("JetStream raft group %s: log damaged (%s); repairing from peers "
+                           "before voting again", group, raft_log.vouch.reason)
+        return driver
+
+    async def close(self, group: str, destroy: bool = False) -> None:
+        driver = self.drivers.pop(group, None)
+        if driver is not None:
+            await driver.stop()
+            driver.log.close()
+        if destroy:
+            shutil.rmtree(self.directory(group), ignore_errors=True)
+
+    async def close_all(self) -> None:
+        for group in list(self.drivers):
+            await self.close(group)
+
+    def _sender(self, group: str) -> Callable[[str, bytes], None]:
+        name = group.encode()
+
+        def send(peer: str, frame: bytes) -> None:
+            self.routes.send_raft(peer, name, frame)
+        return send
+
+    def _receive(self, peer: str, group: bytes, frame: bytes) -> None:
+        driver = self.drivers.get(group.decode())
+        if driver is None:
+            self.unknown_frames += 1
+            return
+        driver.receive(frame)

@@ -1,0 +1,396 @@
+"""A replicated (R3) stream on this server: its `Stream` state machine fed by its Raft group.
+
+Only the leader ingests: it subscribes to the stream's subjects (so peers route publishes to it),
+batches what arrives in one loop turn into one MSGS entry, and proposes it. Every replica applies
+committed entries through `Stream.apply_publish`, in log order, with the leader's timestamps, so
+all assign the same sequences and make the same dedupe and limit decisions. The PubAck leaves
+once the entry is committed (on a quorum, fsynced there) and applied here.
+
+The store is written at apply time without its own fsync: the Raft log is the write-ahead log.
+A snapshot (taken after a store sync) records the stream's last sequence at an applied index;
+after a restart the store is cut back to that sequence and the log after it is applied again,
+so the store always equals "snapshot + log". A replica whose store lacks messages the snapshot
+covers copies them from a peer first (`catchup`), holding back later entries meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from broker.gotime import now_ns
+from broker.jetstream import catchup, errors, streamops
+from broker.jetstream.errors import ApiError
+from broker.jetstream.streamops import Origin
+from broker.log import logger
+from raft.driver import ProposalFailed, RaftDriver
+from raft.log import RaftLog
+from raft.messages import Entry, EntryType
+from raft.state import SnapshotMeta
+from storage import StoreError, StoreFull
+
+if TYPE_CHECKING:
+    from broker.jetstream.cluster import JetStreamCluster
+    from broker.jetstream.meta import StreamAssignment
+    from broker.jetstream.stream import Stream
+    from broker.sublist import Subscription
+
+MAX_BATCH_MSGS = 2048
+MAX_BATCH_BYTES = 4 << 20
+# Applied messages between snapshots (bounds the replay at a restart); tests lower it to make
+# a lagging replica need a snapshot.
+SNAPSHOT_MSGS = int(os.environ.get("BROKER_STREAM_SNAPSHOT_MSGS", "100000"))
+SNAPSHOT_SECONDS = 30.0
+PENDING_EXPIRY = 30.0  # forget replies of proposals that never came back
+
+
+class StreamReplica:
+    def __init__(self, cluster: JetStreamCluster, stream: Stream, sa: StreamAssignment) -> None:
+        self.cluster = cluster
+        self.js = cluster.js
+        self.server = cluster.server
+        self.stream = stream
+        self.assignment = sa
+        self.group = sa.group
+        self.label = f"'$G > {stream.config.name}' ({sa.group})"
+        self.driver: RaftDriver | None = None
+        self.leader = False
+        self.leader_since = 0
+        self.epoch = b""  # drawn at each election won; names this leader's proposals
+        self._number = 0
+        self._pending: dict[Origin, tuple[float, Any]] = {}  # replies or futures per proposal
+        self._batch: list[tuple[bytes, bytes, bytes, int]] = []
+        self._batch_replies: list[bytes] = []
+        self._batch_bytes = 0
+        self._flush_scheduled = False
+        self._ingest: list[Subscription] = []
+        self._serving: Subscription | None = None
+        self._applied_msgs = 0
+        self._snapshot_at = time.monotonic()
+        self._snapshotting = False
+        self.applied_index = 0
+        self.catching_up = False
+        self._held: list[Entry] = []
+        self.create_reply: tuple[bytes, dict[str, Any]] | None = None  # answer when first leader
+        self.closed = False
+
+    async def start(self, raft_log: RaftLog) -> None:
+        self._serving = self.server.subscribe_internal(
+            catchup.subject(self.group, self.server.name),
+            catchup.serve(lambda: self.stream.store, self.server), propagate=True)
+        self.driver = await self.cluster.groups.open(self.group, self.assignment.peers, self,
+                                                     on_change=self._role_changed,
+                                                     raft_log=raft_log)
+
+    async def stop(self, destroy: bool = False) -> None:
+        self.closed = True
+        self._lose_leadership()
+        if self._serving is not None:
+            self.server.unsubscribe_internal(self._serving)
+            self._serving = None
+        await self.cluster.groups.close(self.group, destroy=destroy)
+        self._fail_pending(errors.stream_not_found() if destroy else _unavailable())
+
+    # Raft application
+
+    def apply(self, entry: Entry) -> None:
+        if entry.type is not EntryType.NORMAL:
+            self.applied_index = entry.index
+            return
+        if self.catching_up:
+            self._held.append(entry)
+            return
+        self._apply(entry)
+
+    def _apply(self, entry: Entry) -> None:
+        self.applied_index = entry.index
+        try:
+            op = streamops.decode(entry.data)
+        except ValueError as exc:
+            logger.error("JetStream stream %s: undecodable entry %d skipped: %s", self.label,
+                         entry.index, exc)
+            return
+        waiting = self._pending.pop(op.origin, None)
+        if op.kind == streamops.MSGS:
+            self._apply_msgs(op.msgs or [], waiting[1] if waiting else None)
+        else:
+            result = self._apply_request(op.kind, op.request or {})
+            if waiting is not None and not waiting[1].done():
+                waiting[1].set_result(result)
+        stream = self.stream
+        stream.on_durable(stream.store.last_seq)
+        self._maybe_snapshot()
+
+    def _apply_msgs(self, msgs: list[streamops.Publish], replies: list[bytes] | None) -> None:
+        stream = self.stream
+        for i, msg in enumerate(msgs):
+            reply = replies[i] if replies else b""
+            try:
+                published = stream.apply_publish(msg.subject, msg.hdr, msg.data, msg.ts)
+            except ApiError as exc:
+                self._reply(reply, stream.pub_error(exc))
+                continue
+            except StoreFull:
+                self._reply(reply, stream.pub_error(errors.storage_exceeded()))
+                continue
+            except StoreError as exc:
+                logger.error("JetStream stream %s failed to store a message: %s", self.label, exc)
+                self._reply(reply, stream.pub_error(errors.store_failed(str(exc))))
+                continue
+            self._applied_msgs += 1
+            if reply:
+                self._reply(reply, stream.pub_ack(published))
+
+    def _reply(self, reply: bytes, payload: bytes) -> None:
+        if reply:
+            self.server.publish_internal(reply, payload=payload)
+
+    def _apply_request(self, kind: int, request: dict[str, Any]) -> dict[str, Any]:
+        """A purge or message delete, applied identically on every replica."""
+        stream = self.stream
+        try:
+            if kind == streamops.PURGE:
+                purged = stream.store.purge(subject=request.get("filter") or None,
+                                            seq=request.get("seq", 0),
+                                            keep=request.get("keep", 0))
+                stream.on_removed()
+                return {"success": True, "purged": purged}
+            seq = request.get("seq", 0)
+            if not stream.store.remove(seq, erase=not request.get("no_erase", False)):
+                return {"error": ApiError(400, 10043, f"sequence {seq} not found").to_json()}
+            stream.on_removed()
+            return {"success": True}
+        except StoreError as exc:
+            return {"error": errors.store_failed(str(exc)).to_json()}
+
+    def restore(self, meta: SnapshotMeta, data: bytes) -> None:
+        """Make the store what the snapshot describes: cut it back, or copy what it lacks."""
+        self.applied_index = meta.index
+        state = json.loads(data)
+        store = self.stream.store
+        last, first = int(state["last_seq"]), int(state.get("first_seq", 0))
+        if store.last_seq > last:
+            logger.info("JetStream stream %s: store cut back from seq %d to snapshot seq %d",
+                        self.label, store.last_seq, last)
+            store.truncate(last)
+        if first > 1 and store.msgs and store.first_seq < first:
+            store.purge(seq=first)
+        self.stream.on_removed()
+        if store.last_seq < last:
+            self.catching_up = True
+            task = asyncio.get_running_loop().create_task(self._catch_up(last))
+            self.cluster.track(task)
+
+    async def _catch_up(self, last: int) -> None:
+        try:
+            await catchup.fetch(self.server, self.group, self._catchup_peers, self.stream.store,
+                                last, self.label)
+        except StoreError as exc:
+            logger.error("JetStream stream %s: catch-up failed: %s", self.label, exc)
+            return
+        self.catching_up = False
+        held, self._held = self._held, []
+        for entry in held:
+            if self.catching_up:  # a newer snapshot arrived meanwhile
+                self._held.append(entry)
+                continue
+            self._apply(entry)
+        self.stream.on_durable(self.stream.store.last_seq)
+
+    def _catchup_peers(self) -> list[str]:
+        if self.driver is None:
+            return []
+        leader = self.driver.leader
+        others = [p for p in self.assignment.peers if p not in (self.server.name, leader)]
+        return ([leader] if leader and leader != self.server.name else []) + others
+
+    # Snapshots
+
+    def _maybe_snapshot(self) -> None:
+        if self._snapshotting or self.catching_up or self.driver is None:
+            return
+        due = self._applied_msgs >= SNAPSHOT_MSGS or (
+            self._applied_msgs and time.monotonic() - self._snapshot_at > SNAPSHOT_SECONDS)
+        if due:
+            self.snapshot_now()
+
+    def snapshot_now(self) -> None:
+        """Sync the store, then let the log drop what the store now holds durably."""
+        store = self.stream.store
+        index = self.applied_index
+        data = json.dumps({"first_seq": store.first_seq, "last_seq": store.last_seq,
+                           "msgs": store.msgs}).encode()
+        self._snapshotting = True
+        self._applied_msgs = 0
+        self._snapshot_at = time.monotonic()
+
+        def synced(error: BaseException | None) -> None:
+            self._snapshotting = False
+            if error is not None:
+                logger.error("JetStream stream %s: store sync for snapshot failed: %s",
+                             self.label, error)
+                return
+            if self.driver is not None and not self.closed:
+                self.driver.compact(index, data)
+        self.js.commit.after_sync(store, synced)
+
+    # Leadership
+
+    def _role_changed(self) -> None:
+        driver = self.driver
+        if driver is None or self.closed:
+            return
+        if driver.is_leader and not self.leader:
+            self._gain_leadership()
+        elif not driver.is_leader and self.leader:
+            self._lose_leadership()
+
+    def _gain_leadership(self) -> None:
+        self.leader = True
+        self.leader_since = now_ns()
+        self.epoch = streamops.new_epoch()
+        self._number = 0
+        logger.info("JetStream stream %s: this server is the leader", self.label)
+        self._ingest = self.js.subscribe_ingest(self.stream, self.ingest)
+        self.cluster.stream_leader_changed(self)
+        if self.create_reply is not None:
+            reply, extra = self.create_reply
+            self.create_reply = None
+            self.cluster.respond_stream_info(self, reply, extra)
+
+    def _lose_leadership(self) -> None:
+        if not self.leader:
+            return
+        self.leader = False
+        self.epoch = b""
+        for sub in self._ingest:
+            self.server.unsubscribe_internal(sub)
+        self._ingest = []
+        self._flush()  # whatever was batched fails fast (not leader)
+        self.cluster.stream_leader_changed(self)
+
+    # Ingest (leader)
+
+    def ingest(self, subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
+        stream = self.stream
+        if hdr > 0:
+            header, data = payload[:hdr], payload[hdr:]
+        else:
+            header, data = b"", payload
+        ack = reply if reply and not stream.config.no_ack else b""
+        try:
+            self.js.check_limits(stream, len(payload))
+        except ApiError as exc:
+            self._reply(ack, stream.pub_error(exc))
+            return
+        self._batch.append((subject, header, data, now_ns()))
+        self._batch_replies.append(ack)
+        self._batch_bytes += len(subject) + len(payload)
+        if len(self._batch) >= MAX_BATCH_MSGS or self._batch_bytes >= MAX_BATCH_BYTES:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.server.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._batch:
+            return
+        batch, replies = self._batch, self._batch_replies
+        self._batch, self._batch_replies, self._batch_bytes = [], [], 0
+        if not self.leader or self.driver is None:
+            self._fail_replies(replies, _unavailable())
+            return
+        origin = self._origin()
+        self._pending[origin] = (time.monotonic(), replies)
+        future = self.driver.propose(streamops.encode_msgs(origin, batch))
+        future.add_done_callback(lambda f: self._proposal_done(origin, f))
+        self._expire_pending()
+
+    def _origin(self) -> Origin:
+        self._number += 1
+        return Origin(self.epoch, self._number)
+
+    def _proposal_done(self, origin: Origin, future: asyncio.Future) -> None:
+        error = future.exception()
+        if error is None:
+            return
+        if isinstance(error, ProposalFailed) and error.indeterminate:
+            return  # it may still commit: the replies stay until it is applied or expires
+        waiting = self._pending.pop(origin, None)
+        if waiting is None:
+            return
+        if isinstance(waiting[1], list):
+            self._fail_replies(waiting[1], _unavailable())
+        elif not waiting[1].done():
+            waiting[1].set_exception(_unavailable())
+
+    def _fail_replies(self, replies: list[bytes], error: ApiError) -> None:
+        payload = self.stream.pub_error(error)
+        for reply in replies:
+            self._reply(reply, payload)
+
+    def _fail_pending(self, error: ApiError) -> None:
+        pending, self._pending = self._pending, {}
+        for _, waiting in pending.values():
+            if isinstance(waiting, list):
+                self._fail_replies(waiting, error)
+            elif not waiting.done():
+                waiting.set_exception(error)
+
+    def _expire_pending(self) -> None:
+        if len(self._pending) < 1024:
+            return
+        cutoff = time.monotonic() - PENDING_EXPIRY
+        for origin in [o for o, (at, _) in self._pending.items() if at < cutoff]:
+            del self._pending[origin]
+
+    def propose_request(self, kind: int, request: dict[str, Any]) -> Awaitable[dict[str, Any]]:
+        """A purge or delete through the log; the result once applied here."""
+        if not self.leader or self.driver is None:
+            raise _unavailable()
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future[dict[str, Any]] = loop.create_future()
+        origin = self._origin()
+        self._pending[origin] = (time.monotonic(), result)
+        future = self.driver.propose(streamops.encode_request(kind, origin, request))
+        future.add_done_callback(lambda f: self._proposal_done(origin, f))
+        return result
+
+    def step_down(self) -> None:
+        driver = self.driver
+        if driver is None or not driver.is_leader:
+            raise ApiError(500, 10009, "JetStream cluster can not handle request")
+        target = best_successor(driver, self.assignment.peers, self.server.name)
+        if target is None or not driver.transfer_leadership(target):
+            raise ApiError(500, 10009, "JetStream cluster can not handle request")
+
+    # Monitoring
+
+    def cluster_info(self) -> dict[str, Any]:
+        return self.cluster.group_info(self.driver, self.assignment.peers, self.leader_since)
+
+
+def best_successor(driver: RaftDriver, peers: list[str], me: str) -> str | None:
+    """The peer to hand leadership to: one that is current, else any other."""
+    status = driver.status()
+    others = [p for p in peers if p != me]
+    current = [p for p in others if p in status.peers and status.peers[p].active
+               and status.peers[p].lag == 0]
+    return (current or others or [None])[0]
+
+
+def peer_hash(name: str) -> str:
+    """nats-server's short peer id: the first 8 characters of the base64 SHA-256 of the name."""
+    return base64.b64encode(hashlib.sha256(name.encode()).digest()).decode()[:8]
+
+
+def _unavailable() -> ApiError:
+    return ApiError(503, 10008, "JetStream system temporarily unavailable")
+

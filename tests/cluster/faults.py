@@ -1,0 +1,150 @@
+"""What the fault tests share: a publisher that keeps going through failures (retrying with the
+same Nats-Msg-Id, so a retry of a message that was in fact stored is a duplicate, not a second
+copy), and a check of every replica's store, read from disk after the cluster stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import nats
+
+from storage import FileStore
+from storage.store import StoreConfig
+from tests.clusters import Cluster, wait_for
+
+STREAM = "ORDERS"
+SUBJECT = "orders.new"
+
+
+def payload_for(n: int) -> bytes:
+    body = b"m%d-" % n
+    return body + hashlib.sha256(body).hexdigest().encode()
+
+
+def number_of(data: bytes) -> int:
+    body, digest = data[:data.index(b"-") + 1], data[data.index(b"-") + 1:]
+    assert hashlib.sha256(body).hexdigest().encode() == digest, f"damaged payload {data!r}"
+    return int(body[1:-1])
+
+
+async def _quiet(*args: object) -> None:
+    pass
+
+
+@dataclass
+class Publisher:
+    """Publishes messages 0..total-1 in order, each until it is acknowledged."""
+
+    urls: list[str]
+    acked: dict[int, int] = field(default_factory=dict)  # message number -> seq
+    errors: int = 0
+    give_up_after: float = 60.0
+
+    async def run(self, total: int, progress: Callable[[int], None] | None = None,
+                  window: int = 32) -> None:
+        nc = await nats.connect(servers=self.urls, max_reconnect_attempts=-1,
+                                reconnect_time_wait=0.1, error_cb=_quiet,
+                                disconnected_cb=_quiet, reconnected_cb=_quiet)
+        js = nc.jetstream(timeout=2)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.give_up_after
+        try:
+            n = 0
+            while n < total:
+                batch = list(range(n, min(n + window, total)))
+                futures = {}
+                for i in batch:
+                    try:
+                        futures[i] = await js.publish_async(
+                            SUBJECT, payload_for(i), headers={"Nats-Msg-Id": f"m{i}"})
+                    except Exception:
+                        self.errors += 1
+                if futures:
+                    await asyncio.wait(futures.values(), timeout=3)
+                for i in batch:
+                    fut = futures.get(i)
+                    if fut is not None and fut.done() and not fut.cancelled() \
+                            and fut.exception() is None:
+                        self.acked[i] = fut.result().seq
+                        continue
+                    if fut is not None and not fut.done():
+                        fut.cancel()
+                    self.errors += 1
+                    await self._one(js, i, deadline)
+                n += len(batch)
+                if progress is not None:
+                    progress(len(self.acked))
+        finally:
+            with contextlib.suppress(Exception):  # the servers may all be gone
+                await nc.close()
+
+    async def _one(self, js, i: int, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        while loop.time() < deadline:
+            try:
+                ack = await js.publish(SUBJECT, payload_for(i), headers={"Nats-Msg-Id": f"m{i}"},
+                                       timeout=2)
+            except Exception:
+                self.errors += 1
+                await asyncio.sleep(0.1)
+                continue
+            self.acked[i] = ack.seq
+            return
+        raise AssertionError(f"message {i} was never acknowledged (giving up)")
+
+
+def local_state(cluster: Cluster, i: int, stream: str = STREAM) -> dict | None:
+    """Server i's own copy of the stream, as its /jsz reports it."""
+    status, body = cluster.servers[i].get("/jsz?streams=true")
+    if status != 200:
+        return None
+    for account in body.get("account_details", []):
+        for detail in account.get("stream_detail", []):
+            if detail["name"] == stream:
+                return detail["state"]
+    return None
+
+
+def wait_converged(cluster: Cluster, last_seq: int, timeout: float = 30.0) -> None:
+    """Every replica's own store reached `last_seq`."""
+    for i in cluster.up():
+        wait_for(lambda i=i: (local_state(cluster, i) or {}).get("last_seq", 0) >= last_seq,
+                 timeout, f"S{i}'s copy to reach seq {last_seq}")
+
+
+def read_store(cluster: Cluster, i: int, stream: str = STREAM) -> list[tuple[int, int]]:
+    """(seq, message number) of every message in server i's store, read from disk."""
+    path = os.path.join(cluster.store_dir(i), "jetstream", "$G", "streams", stream, "msgs")
+    store = FileStore(path, StoreConfig(name=stream))
+    try:
+        out = []
+        seq = 0
+        while True:
+            msg = store.load_next(seq + 1)
+            if msg is None:
+                return out
+            out.append((msg.seq, number_of(msg.data)))
+            seq = msg.seq
+    finally:
+        store.close()
+
+
+def check_replicas(cluster: Cluster, acked: dict[int, int]) -> None:
+    """Stop the cluster; every replica holds every acknowledged message exactly once, at the
+    sequence its PubAck named, in publish order, and all replicas hold the same."""
+    for server in cluster.servers:
+        server.stop()
+    copies = [read_store(cluster, i) for i in range(cluster.size)]
+    for i, copy in enumerate(copies):
+        numbers = [n for _, n in copy]
+        assert len(numbers) == len(set(numbers)), f"S{i} holds a message twice"
+        assert numbers == sorted(numbers), f"S{i} holds messages out of publish order"
+        at = dict(copy)
+        for n, seq in acked.items():
+            assert at.get(seq) == n, f"S{i}: acknowledged message {n} not at seq {seq}"
+    assert copies[0] == copies[1] == copies[2], "the replicas differ"

@@ -1,0 +1,170 @@
+"""Faults under load on an R3 stream: kill the leader, cut the power, pause it, partition it.
+After each, every acknowledged message is on every replica, once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+
+import nats
+
+from storage.powerloss import simulate_power_loss
+from tests.cluster.faults import STREAM, SUBJECT, Publisher, check_replicas, wait_converged
+from tests.cluster.helpers import eventually
+from tests.clusters import Cluster
+
+TOTAL = 1500
+
+
+async def leader_of(cluster: Cluster, stream: str = STREAM) -> int:
+    nc = await nats.connect(servers=cluster.urls())
+    try:
+        info = await nc.jetstream().stream_info(stream)
+        return cluster.index(info.cluster.leader)
+    finally:
+        await nc.close()
+
+
+async def create_stream(cluster: Cluster) -> None:
+    nc = await nats.connect(servers=cluster.urls())
+    try:
+        await nc.jetstream().add_stream(name=STREAM, subjects=[SUBJECT], num_replicas=3)
+    finally:
+        await nc.close()
+
+
+async def run_with_fault(cluster: Cluster, fault, at: int = TOTAL // 3) -> Publisher:
+    """Publish TOTAL messages; call `fault()` (in a thread) once `at` are acknowledged."""
+    publisher = Publisher(cluster.urls())
+    loop = asyncio.get_running_loop()
+    fired: list[asyncio.Future] = []
+
+    def progress(acked: int) -> None:
+        if acked >= at and not fired:
+            fired.append(loop.run_in_executor(None, fault))
+
+    await publisher.run(TOTAL, progress)
+    if fired:
+        await fired[0]
+    assert len(publisher.acked) == TOTAL
+    return publisher
+
+
+async def test_kill_the_leader_while_publishing(tmp_path):
+    cluster = Cluster(str(tmp_path)).start()
+    try:
+        cluster.wait_ready()
+        await create_stream(cluster)
+        victim = await leader_of(cluster)
+        publisher = await run_with_fault(cluster, lambda: cluster.kill(victim))
+        assert publisher.errors > 0  # the kill was felt
+        cluster.restart(victim)
+        wait_converged(cluster, TOTAL)
+        check_replicas(cluster, publisher.acked)
+    finally:
+        cluster.stop()
+
+
+async def test_power_loss_of_the_killed_leader(tmp_path):
+    cluster = Cluster(str(tmp_path), journals=True).start()
+    try:
+        cluster.wait_ready()
+        await create_stream(cluster)
+        victim = await leader_of(cluster)
+        publisher = await run_with_fault(cluster, lambda: cluster.kill(victim))
+        simulate_power_loss(cluster.journal(victim), cluster.store_dir(victim), tail="tear",
+                            seed=11)
+        cluster.restart(victim)
+        wait_converged(cluster, TOTAL)
+        check_replicas(cluster, publisher.acked)
+    finally:
+        cluster.stop()
+
+
+async def test_power_loss_of_all_three(tmp_path):
+    cluster = Cluster(str(tmp_path), journals=True).start()
+    try:
+        cluster.wait_ready()
+        await create_stream(cluster)
+        publisher = Publisher(cluster.urls(), give_up_after=5)
+        loop = asyncio.get_running_loop()
+        killed = asyncio.Event()
+
+        def progress(acked: int) -> None:
+            if acked >= TOTAL // 2 and not killed.is_set():
+                for i in range(3):
+                    cluster.servers[i].signal(signal.SIGKILL)
+                killed.set()
+
+        # Nobody is left to acknowledge once all three are gone: the publisher gives up.
+        with contextlib.suppress(AssertionError):
+            await publisher.run(TOTAL, progress)
+        for i in range(3):
+            cluster.servers[i].process.wait(10)
+            simulate_power_loss(cluster.journal(i), cluster.store_dir(i), tail="pages",
+                                seed=i)
+        assert killed.is_set() and publisher.acked
+        for i in range(3):
+            cluster.servers[i].start()
+        cluster.wait_for_mesh()
+        await loop.run_in_executor(None, cluster.wait_ready)
+        wait_converged(cluster, max(publisher.acked.values()))
+        check_replicas(cluster, publisher.acked)
+    finally:
+        cluster.stop()
+
+
+async def test_pause_the_leader_past_the_election_timeout(tmp_path):
+    cluster = Cluster(str(tmp_path)).start()
+    try:
+        cluster.wait_ready()
+        await create_stream(cluster)
+        victim = await leader_of(cluster)
+
+        publisher = Publisher(cluster.urls())
+        paused = asyncio.Event()
+        resume = threading.Timer(4.0, cluster.servers[victim].signal, (signal.SIGCONT,))
+
+        def progress(acked: int) -> None:
+            if acked >= TOTAL // 3 and not paused.is_set():
+                cluster.servers[victim].signal(signal.SIGSTOP)
+                paused.set()
+                resume.start()  # a thread: the test's loop may be blocked waiting by then
+
+        await publisher.run(TOTAL, progress)
+        assert len(publisher.acked) == TOTAL
+
+        async def new_leader() -> bool:
+            return await leader_of(cluster) != victim
+        await eventually(new_leader, 10, "another leader")
+        wait_converged(cluster, TOTAL)
+        check_replicas(cluster, publisher.acked)
+    finally:
+        cluster.stop()
+
+
+async def test_partition_the_leader_from_its_peers(tmp_path):
+    cluster = Cluster(str(tmp_path), proxied=True).start()
+    try:
+        cluster.wait_ready()
+        await create_stream(cluster)
+        victim = await leader_of(cluster)
+        assert cluster.proxies is not None
+        proxies = cluster.proxies
+        publisher = Publisher(cluster.urls())
+        cut = asyncio.Event()
+
+        def progress(acked: int) -> None:
+            if acked >= TOTAL // 3 and not cut.is_set():
+                cut.set()
+                proxies.isolate(f"S{victim}", seconds=3.0)
+
+        await publisher.run(TOTAL, progress)
+        assert cut.is_set()
+        cluster.wait_for_mesh()
+        wait_converged(cluster, TOTAL)
+        check_replicas(cluster, publisher.acked)
+    finally:
+        cluster.stop()
