@@ -322,9 +322,11 @@ def _match_level(
     pwc: _Node | None = None
     depth = base
     for i, token in enumerate(tokens):
+        # Whether token i exists at all decides the result from here on (a subject ending
+        # before it would match the node we are at), so depth reaches at least i.
         if level is None:
-            return depth
-        depth = base + i
+            return max(depth, base + i)
+        depth = max(depth, base + i)
         if level.fwc is not None:
             _collect(level.fwc, psubs, qgroups)
         pwc = level.pwc
@@ -334,7 +336,7 @@ def _match_level(
         node = level.nodes.get(token)
         level = node.next if node is not None else None
     # All tokens consumed: the result depends on the subject's exact length.
-    depth = base + len(tokens)
+    depth = max(depth, base + len(tokens))
     if node is not None:
         _collect(node, psubs, qgroups)
     if pwc is not None:

@@ -223,6 +223,11 @@ class RaftDriver:
         self._wake.set()
         return await fut
 
+    def campaign(self) -> None:
+        """Stand for election now (see `RaftNode.campaign`)."""
+        self.core.campaign()
+        self._wake.set()
+
     def transfer_leadership(self, to: str) -> bool:
         ok = self.core.transfer_leadership(to)
         self._wake.set()

@@ -48,6 +48,7 @@ class Cluster:
 
     workdir: str
     size: int = 3
+    impl: str = "broker"  # or "nats-server", for comparisons
     name: str = "c1"
     jetstream: bool = True
     seed_only: bool = False  # every server knows only S0's route (implicit discovery)
@@ -97,7 +98,7 @@ class Cluster:
         for i in range(self.size):
             workdir = os.path.join(self.workdir, f"S{i}")
             os.makedirs(workdir, exist_ok=True)
-            server = start_server("broker", self.args(i), workdir=workdir,
+            server = start_server(self.impl, self.args(i), workdir=workdir,
                                   env=self.server_env(i))
             server.restart_args_fixed()
             self.servers.append(server)

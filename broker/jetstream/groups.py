@@ -57,6 +57,8 @@ class RaftGroups:
         driver.on_change = on_change
         self.drivers[group] = driver
         await driver.start()
+        if peers and peers[0] == self.server_name and driver.status().last_index == 0:
+            driver.campaign()  # a new group: its preferred leader need not wait for a timeout
         if not raft_log.vouch.can_vouch:
             logger.warning("JetStream raft group %s: log damaged (%s); repairing from peers "
                            "before voting again", group, raft_log.vouch.reason)

@@ -1,4 +1,5 @@
-"""`make bench`: run the benchmarks against our broker (and nats-server, when installed).
+"""`make bench`: run the benchmarks against our broker (and nats-server, when installed):
+one server for the core and JetStream ones, a three-server cluster for the `r3_*` ones.
 
     python -m tests.bench [--impl broker|nats-server|both] [--only NAME] [--count N]
 """
@@ -10,7 +11,7 @@ import json
 import shutil
 import tempfile
 
-from tests.bench import core, jetstream
+from tests.bench import cluster, core, jetstream
 from tests.procs import cleanup, start_server
 
 # name -> (needs JetStream, run(server, args, store_dir))
@@ -33,7 +34,8 @@ def main() -> None:
     parser.add_argument("--js-count", type=int, default=300_000, help="JetStream publishes")
     parser.add_argument("--restart-count", type=int, default=1_000_000)
     parser.add_argument("--consume-count", type=int, default=200_000)
-    parser.add_argument("--only", choices=sorted(BENCHES), action="append")
+    parser.add_argument("--r3-count", type=int, default=200_000, help="R3 publishes")
+    parser.add_argument("--only", choices=sorted([*BENCHES, *cluster.BENCHES]), action="append")
     args = parser.parse_args()
     impls = ["broker", "nats-server"] if args.impl == "both" else [args.impl]
     if "nats-server" in impls and shutil.which("nats-server") is None:
@@ -43,7 +45,7 @@ def main() -> None:
     scratch = tempfile.mkdtemp(prefix="bench-")
     print("fdatasync on this disk:", jetstream.fdatasync_cost(scratch), flush=True)
     for impl in impls:
-        for name in args.only or list(BENCHES):
+        for name in [n for n in args.only or list(BENCHES) if n in BENCHES]:
             needs_js, run = BENCHES[name]
             print(f"{impl}: {name}", flush=True)
             store = tempfile.mkdtemp(prefix="bench-store-")
@@ -57,6 +59,9 @@ def main() -> None:
                 shutil.rmtree(store, ignore_errors=True)
             print(f"{impl}: {name}: {json.dumps(result)}", flush=True)
             results.setdefault(name, {})[impl] = result
+        for name in args.only or list(cluster.BENCHES):
+            if name in cluster.BENCHES:
+                results.setdefault(name, {})[impl] = cluster.run(impl, name, args.r3_count)
     shutil.rmtree(scratch, ignore_errors=True)
     print("\nsummary")
     print(json.dumps(results, indent=2))

@@ -33,8 +33,9 @@ def _api(server: ServerProcess, subject: str, body: dict) -> dict:
     return asyncio.run(call())
 
 
-def create_stream(server: ServerProcess, name: str, subject: str) -> None:
-    resp = _api(server, f"$JS.API.STREAM.CREATE.{name}", {"name": name, "subjects": [subject]})
+def create_stream(server: ServerProcess, name: str, subject: str, replicas: int = 1) -> None:
+    resp = _api(server, f"$JS.API.STREAM.CREATE.{name}",
+                {"name": name, "subjects": [subject], "num_replicas": replicas})
     if "error" in resp:
         raise RuntimeError(resp["error"])
 
@@ -50,9 +51,9 @@ def _handshake(sock: socket.socket, extra: bytes = b"") -> None:
 
 
 def async_publish(server: ServerProcess, count: int = 300_000, size: int = 128,
-                  window: int = 256, stream: str = "BENCH") -> dict:
+                  window: int = 256, stream: str = "BENCH", replicas: int = 1) -> dict:
     """Publish `count` messages keeping at most `window` unacknowledged; msgs/s acked."""
-    create_stream(server, stream, "bench.js")
+    create_stream(server, stream, "bench.js", replicas)
     sock = socket.create_connection((server.host, server.port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     _handshake(sock, b"SUB _INBOX.bench.* 1\r\n")
@@ -104,10 +105,10 @@ def async_publish(server: ServerProcess, count: int = 300_000, size: int = 128,
             "seconds": round(elapsed, 3), "msgs_per_sec": round(acked / elapsed)}
 
 
-async def _sync_latency(url: str, count: int, size: int) -> list[float]:
+async def _sync_latency(url: str, count: int, size: int, replicas: int = 1) -> list[float]:
     nc = await nats.connect(url)
     js = nc.jetstream()
-    await nc.jsm().add_stream(name="SYNC", subjects=["bench.sync"])
+    await nc.jsm().add_stream(name="SYNC", subjects=["bench.sync"], num_replicas=replicas)
     payload = b"x" * size
     for _ in range(50):
         await js.publish("bench.sync", payload)
@@ -120,10 +121,11 @@ async def _sync_latency(url: str, count: int, size: int) -> list[float]:
     return samples
 
 
-def sync_publish(server: ServerProcess, count: int = 2000, size: int = 128) -> dict:
+def sync_publish(server: ServerProcess, count: int = 2000, size: int = 128,
+                 replicas: int = 1) -> dict:
     """One publish at a time, waiting for each PubAck: with nats-py, and with a raw-protocol
     client (which shows the server's own latency: nats-py adds ~150 us per round trip)."""
-    samples = sorted(asyncio.run(_sync_latency(server.url, count, size)))
+    samples = sorted(asyncio.run(_sync_latency(server.url, count, size, replicas)))
     raw = sorted(_raw_sync_latency(server, count, size))
     return {"requests": count,
             "nats_py_p50_us": round(statistics.median(samples) * 1e6),

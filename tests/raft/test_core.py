@@ -316,3 +316,19 @@ def test_what_the_application_applied_is_never_delivered_again():
     n = RaftNode("n1", ("n1", "n2", "n3"), view, CFG, random.Random(0), group=G, applied=5)
     assert n.commit == 5 and n.applied == 5
     assert all(not rd.committed for rd in drain(n))
+
+
+def test_campaign_starts_a_prevote_at_once_and_is_refused_while_a_leader_is_heard():
+    """A new group's preferred leader campaigns without waiting out a timeout, but through the
+    pre-vote: it cannot disturb a group that already has a leader."""
+    n = node("n3", entries=log_of(1), term=1)
+    n.campaign()
+    prevotes = of_type(sent(drain(n)), RequestVote)
+    assert n.role is Role.PRECANDIDATE and n.term == 1
+    assert sorted(m.dst for m in prevotes) == ["n1", "n2"] and all(m.prevote for m in prevotes)
+    follower = node("n2", entries=log_of(1), term=1)
+    follower.step(AppendEntries(G, "n1", "n2", 1, 1, 1, 1, []))  # a healthy leader
+    drain(follower)
+    follower.step(next(m for m in prevotes if m.dst == "n2"))
+    assert not of_type(sent(drain(follower)), VoteResponse)  # ignored inside the lease
+    assert follower.leader == "n1" and follower.term == 1 and n.term == 1

@@ -162,6 +162,24 @@ def test_stats_count_inserts_removes_and_cache_hits():
     assert stats.max_fanout == 1
 
 
+@pytest.mark.parametrize("patterns,subject,expected", [
+    # A `*` branch that ends early must not let a sibling branch shorten the shared prefix.
+    ([b"a.a", b"*.a.a", b">"], b"a.a.a.a", {b">"}),
+    ([b"a.a", b"*.a.a", b">"], b"a.a.a", {b"*.a.a", b">"}),
+    ([b">", b"a.*"], b"a.b.c", {b">"}),
+])
+def test_subjects_sharing_a_prefix_result_match_like_a_fresh_index(patterns, subject, expected):
+    """Server-side `>` matches are shared by every subject with the same first tokens; a probe of
+    a shorter subject first must not poison a longer one, and the other way round."""
+    sublist = Sublist()
+    for pattern in patterns:
+        sublist.insert(Subscription(pattern, pattern))
+    shorter = subject.rsplit(b".", 1)[0]
+    sublist.match(shorter)
+    sublist.match(shorter + b".zz.zz")
+    assert names(sublist.match(subject)) == expected
+
+
 _tokens = st.sampled_from([b"a", b"b", b"c"])
 _patterns = st.lists(st.one_of(_tokens, st.just(b"*")), min_size=1, max_size=3).flatmap(
     lambda toks: st.sampled_from([b".".join(toks), b".".join([*toks[:-1], b">"])]))
