@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 TSTAMP  = $(VENV)/.installed-test
 
-.PHONY: run test lint bench unit clean oracle
+.PHONY: run test lint bench chaos unit clean oracle
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ lint: $(TSTAMP)
 
 bench: $(TSTAMP)
 	$(PY) -m tests.bench
+
+# Randomized kills, power losses, pauses and partitions of a three-node cluster under load.
+CHAOS_ROUNDS ?= 30
+chaos: $(TSTAMP)
+	$(PY) -m tests.chaos --rounds $(CHAOS_ROUNDS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

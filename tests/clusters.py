@@ -56,6 +56,10 @@ class Cluster:
     journals: bool = False  # each server journals its fsyncs (power-loss simulation)
     proxied: bool = False  # routes go through `proxies`, which can partition a server
     env: dict[str, str] = field(default_factory=dict)
+    # A config file all servers share, as the pods of a StatefulSet do: `{routes}` in it becomes
+    # the route list; what differs per server comes from the environment (POD_NAME, CLUSTER_PORT,
+    # STORE_DIR), as the pod's own name does there.
+    config: str = ""
     servers: list[ServerProcess] = field(default_factory=list)
     cluster_ports: list[int] = field(default_factory=list)
     proxy_ports: list[int] = field(default_factory=list)
@@ -66,6 +70,8 @@ class Cluster:
         return f"nats-route://127.0.0.1:{port}"
 
     def args(self, i: int) -> list[str]:
+        if self.config:
+            return ["-c", self.config_path(), *self.extra]
         routes = [self.route_url(0)] if self.seed_only else \
             [self.route_url(j) for j in range(self.size)]
         args = ["-n", f"S{i}", "--cluster_name", self.name,
@@ -83,8 +89,14 @@ class Cluster:
     def journal(self, i: int) -> str:
         return os.path.join(self.workdir, f"S{i}", "journal")
 
+    def config_path(self) -> str:
+        return os.path.join(self.workdir, "nats.conf")
+
     def server_env(self, i: int) -> dict[str, str]:
         env = dict(self.env)
+        if self.config:
+            env.update(POD_NAME=f"S{i}", CLUSTER_PORT=str(self.cluster_ports[i]),
+                       STORE_DIR=self.store_dir(i))
         if self.journals:
             env["BROKER_DURABILITY_JOURNAL"] = self.journal(i)
         return env
@@ -95,6 +107,11 @@ class Cluster:
             self.proxies = RouteProxies()
             self.proxy_ports = [self.proxies.add(f"S{i}", port)
                                 for i, port in enumerate(self.cluster_ports)]
+        os.makedirs(self.workdir, exist_ok=True)
+        if self.config:
+            routes = "\n".join(f"    {self.route_url(i)}" for i in range(self.size))
+            with open(self.config_path(), "w") as f:
+                f.write(self.config.replace("{routes}", routes))
         for i in range(self.size):
             workdir = os.path.join(self.workdir, f"S{i}")
             os.makedirs(workdir, exist_ok=True)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from broker import headers as h
 from broker.gotime import format_ns, now_ns
 from broker.jetstream import errors
-from broker.jetstream.clusterapi import IGNORE, ClusterApi
+from broker.jetstream.clusterapi import IGNORE, LATER, LEADERLESS_DELAY, ClusterApi
 from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.errors import ApiError
 from broker.jetstream.jsondecode import decode, parse_json, unknown_fields_error
@@ -113,19 +113,29 @@ class JetStreamApi:
             if self.cluster is None:
                 self._dispatch(kind, handler, tokens, reply, body)
                 return
-            verdict = self.cluster.decide(kind, tokens)
-            if verdict is IGNORE:
-                return
-            if isinstance(verdict, ApiError):
-                self._respond(kind, reply, self._error(kind, verdict))
-                return
-            clustered = self.cluster.handlers.get(kind)
-            if clustered is None:
-                self._dispatch(kind, handler, tokens, reply, body)
-            else:
-                self._dispatch(kind, partial(_with_reply, clustered, reply), tokens, reply,
-                               body)
+            self._clustered(kind, handler, tokens, reply, body, waited=False)
         return on_request
+
+    def _clustered(self, kind: str, handler: Handler, tokens: list[str], reply: bytes,
+                   body: bytes, waited: bool) -> None:
+        assert self.cluster is not None
+        verdict = self.cluster.decide(kind, tokens, waited)
+        if verdict is IGNORE:
+            return
+        if verdict is LATER:
+            # A leaderless group's member answers only if nobody better has by then (a leader
+            # elected meanwhile, or the meta leader that knows the stream was just deleted).
+            asyncio.get_running_loop().call_later(
+                LEADERLESS_DELAY, self._clustered, kind, handler, tokens, reply, body, True)
+            return
+        if isinstance(verdict, ApiError):
+            self._respond(kind, reply, self._error(kind, verdict))
+            return
+        clustered = self.cluster.handlers.get(kind)
+        if clustered is None:
+            self._dispatch(kind, handler, tokens, reply, body)
+        else:
+            self._dispatch(kind, partial(_with_reply, clustered, reply), tokens, reply, body)
 
     def _dispatch(self, kind: str, handler: Handler, tokens: list[str], reply: bytes,
                   body: bytes) -> None:

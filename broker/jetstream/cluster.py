@@ -408,6 +408,17 @@ class JetStreamCluster:
             return replica.leader
         return name in self.js.streams
 
+    def stream_leaderless(self, name: str) -> bool:
+        """Whether this server is a member of stream `name`'s group and knows no leader of it."""
+        replica = self.streams.get(name)
+        return replica is not None and replica.driver is not None and \
+            replica.driver.leader is None
+
+    def consumer_leaderless(self, stream: str, name: str) -> bool:
+        replica = self.consumers.get((stream, name))
+        return replica is not None and replica.driver is not None and \
+            replica.driver.leader is None
+
     def leads_consumer(self, stream: str, name: str) -> bool:
         replica = self.consumers.get((stream, name))
         if replica is not None:
@@ -509,10 +520,15 @@ class JetStreamCluster:
                          "error": "JetStream is not current with the meta leader"}
         for name, replica in self.streams.items():
             if replica.catching_up or replica.driver is None or \
-                    replica.driver.leader is None:
+                    replica.driver.leader is None or not _applied_all(replica.driver):
                 return 503, {"status": "unavailable", "status_code": 503,
                              "error": f"JetStream stream '$G > {name}' is not current"}
         return 200, {"status": "ok"}
+
+
+def _applied_all(driver: RaftDriver) -> bool:
+    status = driver.status()
+    return status.applied >= status.commit
 
 
 class MetaApplication:

@@ -4,7 +4,8 @@ Every server receives every API request. The meta leader answers the account-wid
 mutations, which it validates, places and proposes to the meta group; a stream's leader (or the
 server holding an R1 stream) answers requests about that stream, a consumer's leader those about
 that consumer. While there is no meta leader every server answers a meta request with 503/10008
-at once, so nobody waits out a timeout.
+at once, so nobody waits out a timeout; so does a member of a stream or consumer group that has
+no leader (an info comes from its own copy), a moment later unless a leader turned up by then.
 
 A create is answered by the stream's (or consumer's) new leader once it is elected: only then
 can the client publish to it. Lists gather each stream's info from its leader (`$JSC.SI.<s>`,
@@ -60,6 +61,8 @@ ROLES = {
 
 GATHER_TIMEOUT = 2.0
 IGNORE = object()  # "not this server's to answer"
+LATER = object()  # "ask again after LEADERLESS_DELAY" (a member of a leaderless group)
+LEADERLESS_DELAY = 0.2
 
 
 class ClusterApi:
@@ -97,8 +100,9 @@ class ClusterApi:
 
     # Who answers
 
-    def decide(self, kind: str, tokens: list[str]) -> Any:
-        """IGNORE, an ApiError to answer with, or None: handle it here."""
+    def decide(self, kind: str, tokens: list[str], waited: bool = False) -> Any:
+        """IGNORE, LATER, an ApiError to answer with, or None: handle it here. `waited`: this
+        is the second time of asking, LEADERLESS_DELAY after a LATER."""
         cluster = self.cluster
         role = ROLES.get(kind, META)
         if role == META:
@@ -111,7 +115,11 @@ class ClusterApi:
                 if cluster.meta_leader:
                     return errors.stream_not_found()
                 return IGNORE if cluster.meta_available() else _unavailable()
-            return None if cluster.leads_stream(name) else IGNORE
+            if cluster.leads_stream(name):
+                return None
+            if cluster.stream_leaderless(name):
+                return _leaderless(kind, "stream_info_response") if waited else LATER
+            return IGNORE
         stream, name = tokens[-2], tokens[-1]
         if cluster.meta.consumer(stream, name) is None:
             if not cluster.meta_leader:
@@ -119,7 +127,11 @@ class ClusterApi:
             if cluster.stream_assignment(stream) is None:
                 return errors.stream_not_found()
             return ApiError(404, 10014, "consumer not found")
-        return None if cluster.leads_consumer(stream, name) else IGNORE
+        if cluster.leads_consumer(stream, name):
+            return None
+        if cluster.consumer_leaderless(stream, name):
+            return _leaderless(kind, "consumer_info_response") if waited else LATER
+        return IGNORE
 
     # Account
 
@@ -488,6 +500,12 @@ def _offset(request: dict[str, Any]) -> int:
 
 def _op_id() -> str:
     return os.urandom(8).hex()
+
+
+def _leaderless(kind: str, info_kind: str) -> ApiError | None:
+    """A member of a group without a leader (no quorum, or an election under way) answers at
+    once, as nats-server does: an info from its own copy, anything else 503/10008."""
+    return None if kind == info_kind else _unavailable()
 
 
 def _unavailable() -> ApiError:

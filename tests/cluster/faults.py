@@ -46,7 +46,8 @@ class Publisher:
     give_up_after: float = 60.0
 
     async def run(self, total: int, progress: Callable[[int], None] | None = None,
-                  window: int = 32) -> None:
+                  window: int = 32, first: int = 0) -> None:
+        """Publish messages first..first+total-1."""
         nc = await nats.connect(servers=self.urls, max_reconnect_attempts=-1,
                                 reconnect_time_wait=0.1, error_cb=_quiet,
                                 disconnected_cb=_quiet, reconnected_cb=_quiet)
@@ -54,9 +55,9 @@ class Publisher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.give_up_after
         try:
-            n = 0
-            while n < total:
-                batch = list(range(n, min(n + window, total)))
+            n, end = first, first + total
+            while n < end:
+                batch = list(range(n, min(n + window, end)))
                 futures = {}
                 for i in batch:
                     try:

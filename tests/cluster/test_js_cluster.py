@@ -9,7 +9,7 @@ from nats.js.api import ConsumerConfig, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
 from tests.cluster.helpers import connect, eventually
-from tests.clusters import Cluster
+from tests.clusters import Cluster, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -194,10 +194,15 @@ async def test_monitoring_shows_the_meta_group_and_replicas(cluster):
     finally:
         await nc.close()
     for i in range(3):
-        status, jsz = cluster.servers[i].get("/jsz?streams=true")
-        assert status == 200
+        def mon(i: int = i) -> list[dict]:
+            # A follower opens its copy when it applies the assignment, maybe after the ack.
+            status, jsz = cluster.servers[i].get("/jsz?streams=true")
+            assert status == 200
+            streams = jsz["account_details"][0]["stream_detail"] if jsz["account_details"] \
+                else []
+            return [s for s in streams if s["name"] == "MON"]
+        (detail,) = wait_for(mon, 10, f"MON in S{i}'s /jsz")
+        assert detail["cluster"]["raft_group"].startswith("S-R3F-")
+        _, jsz = cluster.servers[i].get("/jsz")
         assert jsz["meta_cluster"]["cluster_size"] == 3
         assert jsz["meta_cluster"]["leader"] in ("S0", "S1", "S2")
-        streams = jsz["account_details"][0]["stream_detail"]
-        mon = [s for s in streams if s["name"] == "MON"]
-        assert mon and mon[0]["cluster"]["raft_group"].startswith("S-R3F-")

@@ -9,6 +9,9 @@ import signal
 import threading
 
 import nats
+import nats.js.errors
+import pytest
+from nats.js.api import ConsumerConfig
 
 from storage.powerloss import simulate_power_loss
 from tests.cluster.faults import STREAM, SUBJECT, Publisher, check_replicas, wait_converged
@@ -166,5 +169,96 @@ async def test_partition_the_leader_from_its_peers(tmp_path):
         cluster.wait_for_mesh()
         wait_converged(cluster, TOTAL)
         check_replicas(cluster, publisher.acked)
+    finally:
+        cluster.stop()
+
+
+async def test_kill_the_consumer_leader_acks_survive(tmp_path):
+    """Acks confirmed by ack_sync are on a quorum: after the consumer leader dies, the new one
+    redelivers only what was delivered and not acknowledged, then carries on."""
+    cluster = Cluster(str(tmp_path)).start()
+    try:
+        cluster.wait_ready()
+        nc = await nats.connect(servers=cluster.urls())
+        js = nc.jetstream()
+        await js.add_stream(name="WORK", subjects=["work"], num_replicas=3)
+        for i in range(50):
+            await js.publish("work", b"%d" % i)
+        sub = await js.pull_subscribe("work", durable="w", stream="WORK",
+                                      config=ConsumerConfig(ack_wait=2, num_replicas=3))
+        for msg in await sub.fetch(20, timeout=5):
+            await msg.ack_sync()
+        unacked = [int(m.data) for m in await sub.fetch(5, timeout=5)]
+        assert unacked == list(range(20, 25))
+        victim = cluster.index((await js.consumer_info("WORK", "w")).cluster.leader)
+        await nc.close()
+        cluster.kill(victim)
+
+        survivor = next(i for i in range(3) if i != victim)
+        nc = await nats.connect(cluster.url(survivor))
+        js = nc.jetstream()
+
+        async def new_leader() -> bool:
+            info = await js.consumer_info("WORK", "w")
+            return info.cluster.leader not in (None, f"S{victim}")
+        await eventually(new_leader, 15, "a new consumer leader")
+        sub = await js.pull_subscribe("work", durable="w", stream="WORK")
+        seen: list[int] = []
+        while len(seen) < 30:
+            for msg in await sub.fetch(30 - len(seen), timeout=5):
+                seen.append(int(msg.data))
+                await msg.ack_sync()
+        assert sorted(seen) == list(range(20, 50)), "an acknowledged message came back"
+        info = await js.consumer_info("WORK", "w")
+        assert info.ack_floor.stream_seq == 50 and info.num_ack_pending == 0
+        await nc.close()
+    finally:
+        cluster.stop()
+
+
+async def test_without_a_quorum_requests_fail_fast_and_work_resumes_with_one_peer_back(tmp_path):
+    cluster = Cluster(str(tmp_path)).start()
+    try:
+        cluster.wait_ready()
+        nc = await nats.connect(cluster.url(0))
+        js = nc.jetstream(timeout=2)
+        await js.add_stream(name="Q", subjects=["q"], num_replicas=3)
+        for i in range(10):
+            await js.publish("q", b"%d" % i)
+        cluster.kill(1)
+        cluster.kill(2)
+
+        async def leaderless() -> bool:
+            # The lone member answers from its own copy (which may not know yet that the last
+            # messages were committed: only a leader can tell it).
+            info = await js.stream_info("Q")
+            status, body = cluster.servers[0].get("/healthz")  # and it is not ready
+            return info.cluster.leader is None and info.state.messages <= 10 and \
+                status == 503 and "meta leader" in body["error"]
+        await eventually(leaderless, 15, "the lone member to see no stream or meta leader")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(nats.js.errors.NoStreamResponseError):
+            await js.publish("q", b"lost?")  # 503 at once: nobody leads the stream
+        with pytest.raises(nats.js.errors.APIError) as refused:
+            await js.add_stream(name="OTHER", subjects=["other"])
+        assert refused.value.err_code == 10008
+        assert loop.time() - started < 1.0, "refusals came at once, not after a timeout"
+
+        cluster.servers[1].start()
+        cluster.wait_for_mesh()
+
+        async def publishes() -> bool:
+            # A retry after a lost ack is a duplicate of the same id, not a second copy.
+            ack = await js.publish("q", b"back", headers={"Nats-Msg-Id": "back"})
+            return ack.seq == 11
+        await eventually(publishes, 20, "a leader with one peer back")
+        info = await js.stream_info("Q")
+        assert info.state.messages == 11 and info.cluster.leader in ("S0", "S1")
+
+        async def ready() -> bool:
+            return cluster.servers[0].get("/healthz")[0] == 200
+        await eventually(ready, 10, "S0 ready again")
+        await nc.close()
     finally:
         cluster.stop()

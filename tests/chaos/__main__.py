@@ -1,0 +1,188 @@
+"""`make chaos`: randomized faults against a three-server cluster under publish load.
+
+Each round publishes a batch of messages to an R3 stream (each retried with its Nats-Msg-Id until
+acknowledged) while one fault strikes at a random moment: kill a server or the stream leader,
+kill it and cut its power (unsynced bytes lost, torn pages), pause it past the election timeout,
+partition it from its peers, or kill two of three. After each round the cluster heals and every
+running replica must reach the last acknowledged sequence; at the end the stores are read from
+disk and every acknowledged message must be on every replica, once, at its sequence, in order.
+
+    python -m tests.chaos [--rounds N] [--per-round M] [--seed S] [--faults F,..] [--in-turn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import signal
+import tempfile
+import threading
+import time
+
+import nats
+
+from storage.powerloss import simulate_power_loss
+from tests.cluster.faults import STREAM, SUBJECT, Publisher, check_replicas, wait_converged
+from tests.clusters import Cluster
+
+FAULTS = ("kill", "kill_leader", "power_loss", "pause", "partition", "kill_two")
+
+
+class Nemesis:
+    """Applies one fault at a time and knows how to undo it (restart, resume, heal)."""
+
+    def __init__(self, cluster: Cluster, rng: random.Random) -> None:
+        self.cluster = cluster
+        self.rng = rng
+        self.down: set[int] = set()
+        self.timers: list[threading.Timer] = []
+
+    def strike(self, fault: str, leader: int | None) -> str:
+        """Apply `fault` (see FAULTS); `leader` is the stream leader's index when known."""
+        cluster, rng = self.cluster, self.rng
+        victim = leader if leader is not None and fault != "kill" else rng.randrange(3)
+        if fault in ("kill", "kill_leader"):
+            self._kill(victim)
+            return f"killed S{victim}"
+        if fault == "kill_two":
+            pair = sorted(rng.sample(range(3), 2))
+            for i in pair:
+                self._kill(i)
+            return f"killed S{pair[0]} and S{pair[1]}"
+        if fault == "power_loss":
+            self._kill(victim)
+            tail = rng.choice(("cut", "tear", "pages"))
+            report = simulate_power_loss(cluster.journal(victim), cluster.store_dir(victim),
+                                         tail=tail, seed=rng.randrange(1 << 30))
+            return (f"power loss of S{victim} ({tail}: {len(report.torn)} torn, "
+                    f"{len(report.removed)} removed, {len(report.restored)} restored)")
+        seconds = rng.uniform(2.5, 5.0)  # past the election timeout (1-2 s)
+        if fault == "pause":
+            cluster.servers[victim].signal(signal.SIGSTOP)
+            timer = threading.Timer(seconds, cluster.servers[victim].signal, (signal.SIGCONT,))
+            timer.start()
+            self.timers.append(timer)
+            return f"paused S{victim} for {seconds:.1f}s"
+        assert fault == "partition" and cluster.proxies is not None
+        cluster.proxies.isolate(f"S{victim}", seconds=seconds)
+        return f"partitioned S{victim} for {seconds:.1f}s"
+
+    def _kill(self, i: int) -> None:
+        self.cluster.kill(i)
+        self.down.add(i)
+
+    def heal(self) -> None:
+        for timer in self.timers:
+            timer.join()
+        self.timers.clear()
+        for i in sorted(self.down):
+            self.cluster.servers[i].start()
+        self.down.clear()
+        if self.cluster.proxies is not None:
+            self.cluster.proxies.heal()
+        self.cluster.wait_for_mesh(30)
+
+
+async def stream_leader(cluster: Cluster) -> int | None:
+    try:
+        nc = await nats.connect(servers=cluster.urls(), connect_timeout=2,
+                                max_reconnect_attempts=1)
+    except Exception:
+        return None
+    try:
+        info = await nc.jetstream(timeout=2).stream_info(STREAM)
+        return cluster.index(info.cluster.leader) if info.cluster.leader else None
+    except Exception:
+        return None
+    finally:
+        await nc.close()
+
+
+async def one_round(cluster: Cluster, nemesis: Nemesis, publisher: Publisher, fault: str,
+                    first: int, count: int) -> str:
+    loop = asyncio.get_running_loop()
+    leader = await stream_leader(cluster)
+    at = first + nemesis.rng.randrange(count // 4, 3 * count // 4)
+    struck: list[asyncio.Future] = []
+
+    def progress(acked: int) -> None:
+        if acked >= at and not struck:
+            struck.append(loop.run_in_executor(None, nemesis.strike, fault, leader))
+
+    # Two of three down: nobody can acknowledge until they are back.
+    if fault == "kill_two":
+        async def heal_later() -> None:
+            while not struck:
+                await asyncio.sleep(0.05)
+            await struck[0]
+            await asyncio.sleep(nemesis.rng.uniform(1.0, 3.0))
+            await loop.run_in_executor(None, nemesis.heal)
+        healer = asyncio.create_task(heal_later())
+        await publisher.run(count, progress, first=first)
+        await healer
+    else:
+        await publisher.run(count, progress, first=first)
+    what = await struck[0] if struck else "nothing (round ended first)"
+    await loop.run_in_executor(None, nemesis.heal)
+    return what
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    rng = random.Random(args.seed)
+    workdir = tempfile.mkdtemp(prefix="chaos-")
+    cluster = Cluster(workdir, proxied=True, journals=True).start()
+    print(f"chaos: seed {args.seed}, {args.rounds} rounds of {args.per_round} messages, "
+          f"cluster in {workdir}", flush=True)
+    try:
+        cluster.wait_ready(60)
+        nc = await nats.connect(servers=cluster.urls())
+        await nc.jetstream().add_stream(name=STREAM, subjects=[SUBJECT], num_replicas=3)
+        await nc.close()
+        nemesis = Nemesis(cluster, rng)
+        publisher = Publisher(cluster.urls(), give_up_after=120)
+        for n in range(args.rounds):
+            fault = args.faults[n % len(args.faults)] if args.in_turn else rng.choice(args.faults)
+            started = time.monotonic()
+            publisher.urls = cluster.urls()
+            what = await one_round(cluster, nemesis, publisher, fault,
+                                   n * args.per_round, args.per_round)
+            last = max(publisher.acked.values())
+            await asyncio.get_running_loop().run_in_executor(
+                None, wait_converged, cluster, last, 60.0)
+            print(f"round {n + 1}/{args.rounds}: {what}; {len(publisher.acked)} acked, "
+                  f"last seq {last}, {publisher.errors} retries so far, replicas converged "
+                  f"({time.monotonic() - started:.1f}s)", flush=True)
+        check_replicas(cluster, publisher.acked)
+        print(f"chaos: OK: {len(publisher.acked)} acknowledged messages on all three replicas, "
+              f"once each, in order", flush=True)
+        return 0
+    except BaseException:
+        print(cluster.logs()[-20000:], flush=True)
+        raise
+    finally:
+        cluster.stop()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos")
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--per-round", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--faults", type=lambda v: v.split(","), default=list(FAULTS),
+                        help=f"comma-separated, from {','.join(FAULTS)}")
+    parser.add_argument("--in-turn", action="store_true",
+                        help="take the faults in the order given instead of at random")
+    args = parser.parse_args(argv)
+    unknown = set(args.faults) - set(FAULTS)
+    if unknown:
+        parser.error(f"unknown faults {sorted(unknown)}")
+    return args
+
+
+def main() -> None:
+    raise SystemExit(asyncio.run(main_async(parse_args())))
+
+
+if __name__ == "__main__":
+    main()
