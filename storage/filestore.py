@@ -1971,8 +1971,10 @@ class FileStore(MessageStore):
             head, body = self._split_segment(seg)
             loc = self._locate(last_seq)
             keep_last = loc is not None and loc[0].flags[loc[1]] != DELETED
+        damage_is_beyond = all(lo > last_seq for lo, _ in self._damaged.ranges())
         try:
-            data = truncation.rewrite(head, body, last_seq, keep_last, tombs, floor, last_ts)
+            data = truncation.rewrite(head, body, last_seq, keep_last, tombs, floor, last_ts,
+                                      damage_is_beyond)
         except ValueError as e:  # pragma: no cover - even without the damage before the cut
             raise StoreError(f"cannot truncate segment {seg.id}: {e}") from e
         remove = [os.path.basename(self._idx_path(seg.id))]  # it would describe the old file

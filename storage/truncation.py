@@ -98,7 +98,7 @@ def markers(tombs: array, floor: int, last_seq: int, last_ts: int) -> list[bytes
 
 
 def rewrite(head: bytes, body: bytes, last_seq: int, keep_last: bool, tombs: array, floor: int,
-            last_ts: int) -> bytes:
+            last_ts: int, damage_is_beyond: bool = False) -> bytes:
     """The truncated segment: `head` (its new header, or b"" for a segment whose header is
     damaged, whose `body` then starts at offset 0), the part of `body` that stays, and
     `markers` (with `tombs`, from the segments removed above, added to those cut away here).
@@ -106,10 +106,13 @@ def rewrite(head: bytes, body: bytes, last_seq: int, keep_last: bool, tombs: arr
     The result is checked by scanning it as opening the store will: nothing beyond the cut may
     be found and every marker must be found. Damaged bytes right before the cut are kept so that
     their sequences stay reported as damaged; in the unlikely case that scanning them with
-    different bytes after them tells another story, they are cut too."""
+    different bytes after them tells another story, they are cut too. With `damage_is_beyond`
+    (the store knows no damaged sequence at or below `last_seq`) they are cut first: they can
+    only have held what goes anyway, and a store cut back to drop its damage must lose it."""
     cut = cut_point(body, last_seq, keep_last)
     parts = markers(tombs + cut.tombs, floor, last_seq, last_ts)
-    for end in dict.fromkeys((cut.offset, cut.damage)):
+    ends = (cut.damage, cut.offset) if damage_is_beyond else (cut.offset, cut.damage)
+    for end in dict.fromkeys(ends):
         data = b"".join([head, body[:end], *parts])
         if _truncated_as_expected(data, len(head), len(head) + end, parts, last_seq, keep_last):
             return data

@@ -175,6 +175,14 @@ class StreamReplica:
         state = json.loads(data)
         store = self.stream.store
         last, first = int(state["last_seq"]), int(state.get("first_seq", 0))
+        damaged = store.state().damaged
+        if damaged and damaged[0][0] <= last:
+            # Never serve damage, and never keep a hole a peer could fill: cut back to before
+            # the first damaged record and copy everything after it from the peers.
+            cut = damaged[0][0] - 1
+            logger.error("JetStream stream %s: store damaged at %s; cut back to seq %d to copy "
+                         "the rest from peers", self.label, damaged, cut)
+            store.truncate(cut)
         if store.last_seq > last:
             logger.info("JetStream stream %s: store cut back from seq %d to snapshot seq %d",
                         self.label, store.last_seq, last)

@@ -2,7 +2,8 @@
 
 Each round publishes a batch of messages to an R3 stream (each retried with its Nats-Msg-Id until
 acknowledged) while one fault strikes at a random moment: kill a server or the stream leader,
-kill it and cut its power (unsynced bytes lost, torn pages), pause it past the election timeout,
+kill it and cut its power (unsynced bytes lost, torn pages), kill it and flip bits in its store,
+pause it past the election timeout,
 partition it from its peers, or kill two of three. After each round the cluster heals and every
 running replica must reach the last acknowledged sequence; at the end the stores are read from
 disk and every acknowledged message must be on every replica, once, at its sequence, in order.
@@ -23,10 +24,18 @@ import time
 import nats
 
 from storage.powerloss import simulate_power_loss
-from tests.cluster.faults import STREAM, SUBJECT, Publisher, check_replicas, wait_converged
+from tests.cluster.faults import (
+    STREAM,
+    SUBJECT,
+    Publisher,
+    check_replicas,
+    flip_bits,
+    wait_converged,
+)
 from tests.clusters import Cluster
 
-FAULTS = ("kill", "kill_leader", "power_loss", "pause", "partition", "kill_two")
+FAULTS = ("kill", "kill_leader", "power_loss", "corrupt", "pause", "partition", "kill_two")
+SNAPSHOT_MSGS = "500"  # snapshots (store syncs, log compaction, catch-up) happen every round
 
 
 class Nemesis:
@@ -41,7 +50,8 @@ class Nemesis:
     def strike(self, fault: str, leader: int | None) -> str:
         """Apply `fault` (see FAULTS); `leader` is the stream leader's index when known."""
         cluster, rng = self.cluster, self.rng
-        victim = leader if leader is not None and fault != "kill" else rng.randrange(3)
+        victim = leader if leader is not None and fault not in ("kill", "corrupt") else \
+            rng.randrange(3)
         if fault in ("kill", "kill_leader"):
             self._kill(victim)
             return f"killed S{victim}"
@@ -57,6 +67,11 @@ class Nemesis:
                                          tail=tail, seed=rng.randrange(1 << 30))
             return (f"power loss of S{victim} ({tail}: {len(report.torn)} torn, "
                     f"{len(report.removed)} removed, {len(report.restored)} restored)")
+        if fault == "corrupt":
+            self._kill(victim)
+            where = sorted(rng.random() for _ in range(rng.randint(1, 3)))
+            damaged = flip_bits(cluster.store_dir(victim), where)
+            return f"killed S{victim} and flipped bits in {damaged or 'nothing (empty store)'}"
         seconds = rng.uniform(2.5, 5.0)  # past the election timeout (1-2 s)
         if fault == "pause":
             cluster.servers[victim].signal(signal.SIGSTOP)
@@ -131,7 +146,8 @@ async def one_round(cluster: Cluster, nemesis: Nemesis, publisher: Publisher, fa
 async def main_async(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
     workdir = tempfile.mkdtemp(prefix="chaos-")
-    cluster = Cluster(workdir, proxied=True, journals=True).start()
+    cluster = Cluster(workdir, proxied=True, journals=True,
+                      env={"BROKER_STREAM_SNAPSHOT_MSGS": SNAPSHOT_MSGS}).start()
     print(f"chaos: seed {args.seed}, {args.rounds} rounds of {args.per_round} messages, "
           f"cluster in {workdir}", flush=True)
     try:

@@ -135,6 +135,27 @@ def read_store(cluster: Cluster, i: int, stream: str = STREAM) -> list[tuple[int
         store.close()
 
 
+def flip_bits(store_dir: str, where: list[float], stream: str = STREAM) -> str | None:
+    """Flip bits in the largest segment of server `store_dir`'s copy of `stream`, at the given
+    fractions of its length (the server must be down). The segment's path, or None when every
+    segment is empty (a replica's store is written lazily; its Raft log holds the rest)."""
+    msgs = os.path.join(store_dir, "jetstream", "$G", "streams", stream, "msgs")
+    segments = sorted((os.path.getsize(os.path.join(msgs, f)), f) for f in os.listdir(msgs)
+                      if f.endswith(".seg"))
+    if not segments or segments[-1][0] == 0:
+        return None
+    size, name = segments[-1]
+    path = os.path.join(msgs, name)
+    with open(path, "r+b") as f:
+        for fraction in where:
+            offset = int(size * fraction)
+            f.seek(offset)
+            byte = f.read(1)
+            f.seek(offset)
+            f.write(bytes([byte[0] ^ 0x5A]))
+    return path
+
+
 def check_replicas(cluster: Cluster, acked: dict[int, int]) -> None:
     """Stop the cluster; every replica holds every acknowledged message exactly once, at the
     sequence its PubAck named, in publish order, and all replicas hold the same."""

@@ -420,6 +420,29 @@ def test_damage_below_the_cut_stays_reported(tmp_path):
     fs.close()
 
 
+def test_cutting_back_to_just_before_the_damage_drops_the_damaged_bytes(tmp_path):
+    """A replica cuts its store back to before a damaged record and copies the rest from its
+    peers: the damaged bytes must go with the cut, or they would sit between the kept records
+    and the copied ones forever."""
+    fs = file_store(tmp_path)
+    fill(fs, 18)
+    fs.close()
+    seg = str(tmp_path / "00000002.seg")
+    damage(seg, 15)
+    fs = file_store(tmp_path)
+    assert fs.state().damaged == [(15, 15)]
+    fs.truncate(14)
+    fill(fs, 4)  # 15..18 again, copied from a peer
+    fs.close()
+    with open(seg, "rb") as f:
+        buf = f.read()
+    items = list(record.scan(buf, record.SEGMENT_HEADER_SIZE))
+    assert not [i for i in items if not isinstance(i, record.Record)], "damaged bytes kept"
+    fs = file_store(tmp_path)
+    assert fs.state().damaged == [] and [m.seq for m in View.of(fs).msgs] == list(range(1, 19))
+    fs.close()
+
+
 def test_damage_found_by_a_read_stays_known(tmp_path):
     fs = file_store(tmp_path, verify_segments=False)
     fill(fs, 40)

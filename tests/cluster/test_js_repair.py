@@ -1,0 +1,43 @@
+"""A replica whose store was damaged while it was down (bits flipped in the middle of a segment)
+serves none of the damage: it copies the damaged range back from its peers, and every
+acknowledged message is on every replica again."""
+
+from __future__ import annotations
+
+import nats
+
+from tests.cluster.faults import (
+    STREAM,
+    SUBJECT,
+    Publisher,
+    check_replicas,
+    flip_bits,
+    wait_converged,
+)
+from tests.clusters import Cluster
+
+
+async def test_a_replica_damaged_while_down_repairs_from_its_peers(tmp_path):
+    # Snapshots every 200 messages: the stores are synced and the Raft logs compacted, so the
+    # damaged range is not in the log any more; only the peers' stores still hold it.
+    cluster = Cluster(str(tmp_path), env={"BROKER_STREAM_SNAPSHOT_MSGS": "200"}).start()
+    try:
+        cluster.wait_ready()
+        nc = await nats.connect(servers=cluster.urls())
+        js = nc.jetstream()
+        await js.add_stream(name=STREAM, subjects=[SUBJECT], num_replicas=3)
+        leader = cluster.index((await js.stream_info(STREAM)).cluster.leader)
+        await nc.close()
+        publisher = Publisher(cluster.urls())
+        await publisher.run(1000)
+        victim = (leader + 1) % 3
+        wait_converged(cluster, 1000)
+        cluster.kill(victim)
+        assert flip_bits(cluster.store_dir(victim), [1 / 3, 1 / 2])
+        cluster.servers[victim].start()
+        cluster.wait_for_mesh()
+        await publisher.run(200, first=1000)
+        wait_converged(cluster, 1200)
+        check_replicas(cluster, publisher.acked)
+    finally:
+        cluster.stop()
