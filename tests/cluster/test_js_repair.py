@@ -12,9 +12,10 @@ from tests.cluster.faults import (
     Publisher,
     check_replicas,
     flip_bits,
+    stored_bytes,
     wait_converged,
 )
-from tests.clusters import Cluster
+from tests.clusters import Cluster, wait_for
 
 
 async def test_a_replica_damaged_while_down_repairs_from_its_peers(tmp_path):
@@ -32,6 +33,9 @@ async def test_a_replica_damaged_while_down_repairs_from_its_peers(tmp_path):
         await publisher.run(1000)
         victim = (leader + 1) % 3
         wait_converged(cluster, 1000)
+        # Its store is written when it snapshots (every 200 messages), in the background.
+        wait_for(lambda: stored_bytes(cluster.store_dir(victim)) > 100_000, 20,
+                 f"S{victim}'s snapshots to write its store")
         cluster.kill(victim)
         assert flip_bits(cluster.store_dir(victim), [1 / 3, 1 / 2])
         cluster.servers[victim].start()
