@@ -322,10 +322,11 @@ def _match_level(
     pwc: _Node | None = None
     depth = base
     for i, token in enumerate(tokens):
-        # Whether token i exists at all decides the result from here on (a subject ending
-        # before it would match the node we are at), so depth reaches at least i.
         if level is None:
-            return max(depth, base + i)
+            # Nothing deeper: token i's value does not matter, only that it exists, which a
+            # prefix hit guarantees (it needs more tokens than the prefix).
+            return depth
+        # A deeper answer from a `*` branch before this one still stands.
         depth = max(depth, base + i)
         if level.fwc is not None:
             _collect(level.fwc, psubs, qgroups)

@@ -185,7 +185,9 @@ def restart_with_messages(server: ServerProcess, store_dir: str, count: int = 1_
     fill = async_publish(server, count=count, size=size, window=1024, stream="BIG")
     disk = _disk_bytes(os.path.join(store_dir, "jetstream"))
     server.restart_args_fixed()
-    assert server.stop() == 0
+    code = server.stop(timeout=60)
+    # nats-server 2.9.10 may exit 1 on SIGTERM after a long shutdown; ours must exit cleanly.
+    assert code == 0 or server.impl == "nats-server", f"the server exited with {code}"
     started = time.perf_counter()
     server.start(timeout=120)
     while True:
