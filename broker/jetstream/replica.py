@@ -76,6 +76,7 @@ class StreamReplica:
         self._snapshotting = False
         self.applied_index = 0
         self.catching_up = False
+        self._catchup_to = 0  # the store's last sequence once the running catch-up is done
         self._held: list[Entry] = []
         self.create_reply: tuple[bytes, dict[str, Any]] | None = None  # answer when first leader
         self.closed = False
@@ -172,6 +173,8 @@ class StreamReplica:
     def restore(self, meta: SnapshotMeta, data: bytes) -> None:
         """Make the store what the snapshot describes: cut it back, or copy what it lacks."""
         self.applied_index = meta.index
+        # Entries held back during an earlier catch-up that this snapshot covers are in it.
+        self._held = [entry for entry in self._held if entry.index > meta.index]
         state = json.loads(data)
         store = self.stream.store
         last, first = int(state["last_seq"]), int(state.get("first_seq", 0))
@@ -190,19 +193,28 @@ class StreamReplica:
         if first > 1 and store.msgs and store.first_seq < first:
             store.purge(seq=first)
         self.stream.on_removed()
-        if store.last_seq < last:
+        self.stream.reload_dedupe()
+        if store.last_seq >= last:
+            return
+        # One copy at a time: a newer snapshot while copying only moves the running one's goal
+        # (two would both append what the store lacks).
+        self._catchup_to = max(self._catchup_to, last) if self.catching_up else last
+        if not self.catching_up:
             self.catching_up = True
-            task = asyncio.get_running_loop().create_task(self._catch_up(last))
+            task = asyncio.get_running_loop().create_task(self._catch_up())
             self.cluster.track(task)
 
-    async def _catch_up(self, last: int) -> None:
+    async def _catch_up(self) -> None:
+        store = self.stream.store
         try:
-            await catchup.fetch(self.server, self.group, self._catchup_peers, self.stream.store,
-                                last, self.label)
+            while store.last_seq < self._catchup_to:
+                await catchup.fetch(self.server, self.group, self._catchup_peers, store,
+                                    self._catchup_to, self.label)
         except StoreError as exc:
             logger.error("JetStream stream %s: catch-up failed: %s", self.label, exc)
             return
         self.catching_up = False
+        self.stream.reload_dedupe()  # the copied messages' ids count from now on
         held, self._held = self._held, []
         for entry in held:
             if self.catching_up:  # a newer snapshot arrived meanwhile

@@ -245,6 +245,13 @@ class Stream:
                 self.store.subjects(subject).get(subject, 0) >= cfg.max_msgs_per_subject:
             raise errors.store_failed("maximum messages per subject exceeded")
 
+    def reload_dedupe(self) -> None:
+        """The store changed under the stream (cut back, or copied from a peer): rebuild the
+        dedupe window from it when next needed, so every replica decides duplicates alike."""
+        self.dedupe = Dedupe(self.config.duplicate_window)
+        self._dedupe_loaded = False
+        self.last_msg_id = ""
+
     def _rebuild_dedupe(self, now: int) -> None:
         """Recover the id -> seq map from stored headers inside the window (after a restart)."""
         self._dedupe_loaded = True

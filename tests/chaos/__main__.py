@@ -164,20 +164,27 @@ async def main_async(args: argparse.Namespace) -> int:
             what = await one_round(cluster, nemesis, publisher, fault,
                                    n * args.per_round, args.per_round)
             last = max(publisher.acked.values())
+            print(f"round {n + 1}/{args.rounds}: {what}; {len(publisher.acked)} acked, "
+                  f"last seq {last}, {publisher.errors} retries so far", flush=True)
             await asyncio.get_running_loop().run_in_executor(
                 None, wait_converged, cluster, last, 60.0)
-            print(f"round {n + 1}/{args.rounds}: {what}; {len(publisher.acked)} acked, "
-                  f"last seq {last}, {publisher.errors} retries so far, replicas converged "
+            print(f"round {n + 1}/{args.rounds}: replicas converged "
                   f"({time.monotonic() - started:.1f}s)", flush=True)
         check_replicas(cluster, publisher.acked)
         print(f"chaos: OK: {len(publisher.acked)} acknowledged messages on all three replicas, "
               f"once each, in order", flush=True)
-        return 0
     except BaseException:
         print(cluster.logs()[-20000:], flush=True)
+        for i in cluster.up():
+            print(f"--- S{i} /jsz ---\n{cluster.servers[i].get('/jsz?streams=true')[1]}")
+        for server in cluster.servers:
+            server.kill()
+        if cluster.proxies is not None:
+            cluster.proxies.close()
+        print(f"chaos: FAILED with seed {args.seed}; the servers' files are in {workdir}")
         raise
-    finally:
-        cluster.stop()
+    cluster.stop()
+    return 0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -12,4 +12,4 @@ async def test_chaos_runner_finds_every_acknowledged_message_after_its_faults(ca
     assert await main_async(args) == 0
     out = capsys.readouterr().out
     assert "round 1/2: power loss of S" in out and "round 2/2: partitioned S" in out
-    assert "chaos: OK: 600 acknowledged messages" in out
+    assert "chaos: OK: 600 acknowledged messages" in out and "replicas converged" in out
