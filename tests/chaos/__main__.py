@@ -30,9 +30,10 @@ from tests.cluster.faults import (
     Publisher,
     check_replicas,
     flip_bits,
+    local_state,
     wait_converged,
 )
-from tests.clusters import Cluster
+from tests.clusters import Cluster, wait_for
 
 FAULTS = ("kill", "kill_leader", "power_loss", "corrupt", "pause", "partition", "kill_two")
 SNAPSHOT_MSGS = "500"  # snapshots (store syncs, log compaction, catch-up) happen every round
@@ -155,6 +156,9 @@ async def main_async(args: argparse.Namespace) -> int:
         nc = await nats.connect(servers=cluster.urls())
         await nc.jetstream().add_stream(name=STREAM, subjects=[SUBJECT], num_replicas=3)
         await nc.close()
+        for i in range(cluster.size):
+            wait_for(lambda i=i: local_state(cluster, i) is not None, 30,
+                     f"S{i} to open its copy of the stream")
         nemesis = Nemesis(cluster, rng)
         publisher = Publisher(cluster.urls(), give_up_after=120)
         for n in range(args.rounds):

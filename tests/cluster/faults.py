@@ -138,15 +138,20 @@ def read_store(cluster: Cluster, i: int, stream: str = STREAM) -> list[tuple[int
 def stored_bytes(store_dir: str, stream: str = STREAM) -> int:
     """How many bytes server `store_dir`'s copy of `stream` has written to its segments."""
     msgs = os.path.join(store_dir, "jetstream", "$G", "streams", stream, "msgs")
+    if not os.path.isdir(msgs):
+        return 0
     return sum(os.path.getsize(os.path.join(msgs, f)) for f in os.listdir(msgs)
                if f.endswith(".seg"))
 
 
 def flip_bits(store_dir: str, where: list[float], stream: str = STREAM) -> str | None:
     """Flip bits in the largest segment of server `store_dir`'s copy of `stream`, at the given
-    fractions of its length (the server must be down). The segment's path, or None when every
-    segment is empty (a replica's store is written lazily; its Raft log holds the rest)."""
+    fractions of its length (the server must be down). The segment's path, or None when there
+    is none or every one is empty (a replica's store is written lazily; its Raft log holds the
+    rest)."""
     msgs = os.path.join(store_dir, "jetstream", "$G", "streams", stream, "msgs")
+    if not os.path.isdir(msgs):
+        return None  # the server had not opened its copy yet
     segments = sorted((os.path.getsize(os.path.join(msgs, f)), f) for f in os.listdir(msgs)
                       if f.endswith(".seg"))
     if not segments or segments[-1][0] == 0:
