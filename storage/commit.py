@@ -28,6 +28,9 @@ from typing import Any
 from storage import durable, record, segindex
 from storage.store import SyncJob
 
+# A job writing at most this much (and syncing one file) counts as small: see `SyncJob.small`.
+SMALL_WRITE = 16 * 1024
+
 
 @dataclass
 class IndexWrite:
@@ -140,6 +143,15 @@ class FileSyncJob(SyncJob):
         self.compactions: list[Any] = []
         self.seq_hi = 0  # the last message sequence stored when the job began
         self.dir_ops = 0
+
+    @property
+    def small(self) -> bool:
+        plan = self.plan
+        return (len(plan.writes) <= 1 and len(plan.syncs) == 1
+                and sum(len(data) for _, _, data in plan.writes) <= SMALL_WRITE
+                and not (plan.patches or plan.indexes or plan.compactions or plan.unlinks
+                         or plan.sync_dir)
+                and (self._prev is None or self._prev.done.is_set()))
 
     def run(self) -> None:
         with self._lock:

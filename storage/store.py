@@ -154,6 +154,12 @@ class SyncJob(ABC):
     def run(self) -> None:
         """Write and fdatasync what this job covers. Touches no store state. May raise OSError."""
 
+    @property
+    def small(self) -> bool:
+        """One short write and one fdatasync, nothing else: cheap enough to run on the caller's
+        thread when nothing else is syncing (the hand-off to a worker would cost as much)."""
+        return False
+
 
 class MessageStore(ABC):
     """One stream's messages. Sequences start at `config.first_seq` and only grow."""

@@ -88,11 +88,12 @@ class GroupCommit:
 
     def _start_jobs(self) -> None:
         self._scheduled = False
+        alone = len(self._waiting) == 1  # several stores' syncs overlap in workers
         for store in list(self._waiting):
             if store not in self._in_flight:
-                self._start(store)
+                self._start(store, inline_ok=alone)
 
-    def _start(self, store: Syncable) -> None:
+    def _start(self, store: Syncable, inline_ok: bool = True) -> None:
         replies = self._waiting.pop(store, [])
         watcher = self._watchers.get(store)
         mark = watcher.mark() if watcher is not None else 0
@@ -104,17 +105,31 @@ class GroupCommit:
         if job is None:
             self._finished(store, watcher, mark, replies, None)
             return
+        if inline_ok and job.small and not self._in_flight:
+            # Nothing else is syncing, so nothing would overlap the fdatasync: handing the job
+            # to a worker and back would only add to the wait (a lone sync publish halves).
+            # Under load jobs grow past `small` and go to the worker again.
+            try:
+                job.run()
+            except OSError as exc:
+                self._done(store, job, watcher, mark, replies, exc)
+            else:
+                self._done(store, job, watcher, mark, replies, None)
+            return
         # A future with a callback, not a task: one loop turn less between fsync and reply.
         future = self.loop.run_in_executor(None, job.run)
         self._in_flight[store] = future
         self._tasks.add(future)
         future.add_done_callback(
-            lambda done: self._done(store, job, watcher, mark, replies, done))
+            lambda done: self._worker_done(store, job, watcher, mark, replies, done))
+
+    def _worker_done(self, store: Syncable, job: SyncJob, watcher: Watcher | None, mark: int,
+                     replies: list[Reply], future: asyncio.Future) -> None:
+        self._tasks.discard(future)
+        self._done(store, job, watcher, mark, replies, future.exception())
 
     def _done(self, store: Syncable, job: SyncJob, watcher: Watcher | None, mark: int,
-              replies: list[Reply], future: asyncio.Future) -> None:
-        self._tasks.discard(future)
-        error = future.exception()
+              replies: list[Reply], error: BaseException | None) -> None:
         if error is not None:
             logger.error("JetStream sync failed for %s: %s", _name(store), error)
             if not isinstance(error, OSError):
