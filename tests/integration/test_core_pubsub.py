@@ -122,6 +122,7 @@ async def test_unsubscribe_with_a_limit_delivers_exactly_that_many(shared_broker
     assert [m.data for m in msgs] == [b"0", b"1"]
     nc2 = await connect(shared_broker)
     probe = await nc2.subscribe("limited")
+    await nc2.flush()  # the server has the SUB before another connection publishes
     await nc.publish("limited", b"after")
     await nc.flush()
     assert (await probe.next_msg(timeout=2)).data == b"after"
