@@ -291,18 +291,7 @@ class JetStreamApi:
     async def stream_purge(self, tokens: list[str], request: dict[str, Any], body: bytes
                            ) -> dict[str, Any]:
         stream = self.js.lookup(tokens[-1])
-        if stream.config.sealed:
-            raise errors.stream_sealed()
-        if stream.config.deny_purge:
-            raise errors.purge_failed("stream purge not permitted")
-        subject = request.get("filter") or None
-        seq = request.get("seq") or 0
-        keep = request.get("keep") or 0
-        if not all(isinstance(v, int) and v >= 0 for v in (seq, keep)) or \
-                (subject is not None and not isinstance(subject, str)):
-            raise errors.invalid_json("bad purge request")
-        if seq and keep:
-            raise errors.bad_request()
+        subject, seq, keep = stream.parse_purge(request)
         purged = stream.store.purge(subject=subject, seq=seq, keep=keep)
         stream.on_removed()
         await self._durable(stream)

@@ -271,19 +271,7 @@ class ClusterApi:
         replica = self.cluster.streams.get(tokens[-1])
         if replica is None:
             return await self.api.stream_purge(tokens, request, body)
-        stream = replica.stream
-        if stream.config.sealed:
-            raise errors.stream_sealed()
-        if stream.config.deny_purge:
-            raise errors.purge_failed("stream purge not permitted")
-        subject = request.get("filter") or None
-        seq = request.get("seq") or 0
-        keep = request.get("keep") or 0
-        if not all(isinstance(v, int) and v >= 0 for v in (seq, keep)) or \
-                (subject is not None and not isinstance(subject, str)):
-            raise errors.invalid_json("bad purge request")
-        if seq and keep:
-            raise errors.bad_request()
+        subject, seq, keep = replica.stream.parse_purge(request)
         result = await replica.propose_request(streamops.PURGE,
                                                {"filter": subject, "seq": seq, "keep": keep})
         return _result(result)

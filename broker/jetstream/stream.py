@@ -245,6 +245,22 @@ class Stream:
                 self.store.subjects(subject).get(subject, 0) >= cfg.max_msgs_per_subject:
             raise errors.store_failed("maximum messages per subject exceeded")
 
+    def parse_purge(self, request: dict[str, Any]) -> tuple[str | None, int, int]:
+        """A purge request's (filter, seq, keep), refused as nats-server refuses it."""
+        if self.config.sealed:
+            raise errors.stream_sealed()
+        if self.config.deny_purge:
+            raise errors.purge_failed("stream purge not permitted")
+        subject = request.get("filter") or None
+        seq = request.get("seq") or 0
+        keep = request.get("keep") or 0
+        if not all(isinstance(v, int) and v >= 0 for v in (seq, keep)) or \
+                (subject is not None and not isinstance(subject, str)):
+            raise errors.invalid_json("bad purge request")
+        if seq and keep:
+            raise errors.bad_request()
+        return subject, seq, keep
+
     def reload_dedupe(self) -> None:
         """The store changed under the stream (cut back, or copied from a peer): rebuild the
         dedupe window from it when next needed, so every replica decides duplicates alike."""

@@ -8,6 +8,7 @@ import pytest
 from nats.js.api import ConsumerConfig, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
+from tests.cluster.faults import local_state
 from tests.cluster.helpers import connect, eventually
 from tests.clusters import Cluster, wait_for
 
@@ -206,3 +207,23 @@ async def test_monitoring_shows_the_meta_group_and_replicas(cluster):
         _, jsz = cluster.servers[i].get("/jsz")
         assert jsz["meta_cluster"]["cluster_size"] == 3
         assert jsz["meta_cluster"]["leader"] in ("S0", "S1", "S2")
+
+
+async def test_a_purge_through_any_server_reaches_every_replica(cluster):
+    nc = await connect(cluster, 1)
+    js = nc.jetstream()
+    try:
+        await js.add_stream(name="PURGED", subjects=["purged.>"], num_replicas=3)
+        for i in range(10):
+            await js.publish("purged.a" if i % 2 else "purged.b", b"%d" % i)
+        assert await js.purge_stream("PURGED", subject="purged.a")
+        bad = await nc.request("$JS.API.STREAM.PURGE.PURGED", b'{"seq": 3, "keep": 1}',
+                               timeout=5)
+        assert b'"err_code": 10003' in bad.data  # seq and keep together: refused by the leader
+    finally:
+        await nc.close()
+    for i in range(3):
+        def copy(i: int = i) -> bool:
+            state = local_state(cluster, i, "PURGED")
+            return state is not None and state["messages"] == 5 and state["last_seq"] == 10
+        wait_for(copy, 10, f"S{i}'s copy purged of purged.a")
