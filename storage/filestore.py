@@ -85,6 +85,7 @@ import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from storage import durable, record, segindex, truncation
@@ -1898,21 +1899,25 @@ class FileStore(MessageStore):
     def _withdraw(self, lo: int, hi: int) -> int:
         """Delete the live messages with lo <= seq <= hi."""
         removed = 0
-        if lo > hi:
-            return 0
+        for seg, i in self._live_in(lo, hi):
+            self._delete_at(seg, i)
+            removed += 1
+        self._drop_dead_front()
+        return removed
+
+    def _live_in(self, lo: int, hi: int) -> Iterator[tuple[Segment, int]]:
+        """(segment, index) of each live entry with lo <= seq <= hi. The caller may mark each
+        one deleted or damaged as it goes (flags change, positions do not)."""
         k = max(0, bisect_right(self._bases, lo) - 1)
         for seg in self._segs[k:]:
             if seg.base > hi:
-                break
+                return
             seqs, flags = seg.seqs, seg.flags
             for i in range(seg.lower(lo), len(seqs)):
                 if seqs[i] > hi:
                     break
                 if flags[i] == LIVE:
-                    self._delete_at(seg, i)
-                    removed += 1
-        self._drop_dead_front()
-        return removed
+                    yield seg, i
 
     # -----------------------------------------------------------------------------------------
     # Truncating
@@ -2024,17 +2029,9 @@ class FileStore(MessageStore):
         """Records found damaged by reads before a reload are not in any index: mark them
         again (a reopen finds them by their checksums)."""
         for lo, hi in ranges:
-            k = max(0, bisect_right(self._bases, lo) - 1)
-            for seg in self._segs[k:]:
-                if seg.base > hi:
-                    break
-                seqs, flags = seg.seqs, seg.flags
-                for i in range(seg.lower(lo), len(seqs)):
-                    if seqs[i] > hi:
-                        break
-                    if flags[i] == LIVE:
-                        self._delete_at(seg, i, DAMAGED)
-                        self._damaged.add(seqs[i], seqs[i])
+            for seg, i in self._live_in(lo, hi):
+                self._delete_at(seg, i, DAMAGED)
+                self._damaged.add(seg.seqs[i], seg.seqs[i])
         self._drop_dead_front()
 
     def close(self) -> None:

@@ -434,20 +434,8 @@ class JetStreamApi:
     async def msg_delete(self, tokens: list[str], request: dict[str, Any], body: bytes
                          ) -> dict[str, Any]:
         stream = self.js.lookup(tokens[-1])
-        if not body.strip():
-            raise errors.bad_request()
-        if stream.config.sealed:
-            raise errors.stream_sealed()
-        if stream.config.deny_delete:
-            raise errors.stream_msg_delete_failed("message delete not permitted")
-        seq = request.get("seq", 0)
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            raise errors.invalid_json("seq must be a number")
-        if not seq:
-            raise errors.bad_request()
-        if seq > stream.store.state().last_seq:
-            raise errors.stream_msg_delete_failed("stream store EOF")
-        if not stream.store.remove(seq, erase=not request.get("no_erase", False)):
+        seq, no_erase = stream.parse_msg_delete(request, body)
+        if not stream.store.remove(seq, erase=not no_erase):
             raise ApiError(400, 10043, f"sequence {seq} not found")
         stream.on_removed()
         await self._durable(stream)

@@ -281,22 +281,9 @@ class ClusterApi:
         replica = self.cluster.streams.get(tokens[-1])
         if replica is None:
             return await self.api.msg_delete(tokens, request, body)
-        stream = replica.stream
-        if not body.strip():
-            raise errors.bad_request()
-        if stream.config.sealed:
-            raise errors.stream_sealed()
-        if stream.config.deny_delete:
-            raise errors.stream_msg_delete_failed("message delete not permitted")
-        seq = request.get("seq", 0)
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            raise errors.invalid_json("seq must be a number")
-        if not seq:
-            raise errors.bad_request()
-        if seq > stream.store.last_seq:
-            raise errors.stream_msg_delete_failed("stream store EOF")
-        result = await replica.propose_request(
-            streamops.DELETE, {"seq": seq, "no_erase": bool(request.get("no_erase", False))})
+        seq, no_erase = replica.stream.parse_msg_delete(request, body)
+        result = await replica.propose_request(streamops.DELETE,
+                                               {"seq": seq, "no_erase": no_erase})
         return _result(result)
 
     def stream_stepdown(self, tokens: list[str], request: dict[str, Any], body: bytes,

@@ -261,6 +261,23 @@ class Stream:
             raise errors.bad_request()
         return subject, seq, keep
 
+    def parse_msg_delete(self, request: dict[str, Any], body: bytes) -> tuple[int, bool]:
+        """A message delete request's (seq, no_erase), refused as nats-server refuses it."""
+        if not body.strip():
+            raise errors.bad_request()
+        if self.config.sealed:
+            raise errors.stream_sealed()
+        if self.config.deny_delete:
+            raise errors.stream_msg_delete_failed("message delete not permitted")
+        seq = request.get("seq", 0)
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise errors.invalid_json("seq must be a number")
+        if not seq:
+            raise errors.bad_request()
+        if seq > self.store.last_seq:
+            raise errors.stream_msg_delete_failed("stream store EOF")
+        return seq, bool(request.get("no_erase", False))
+
     def reload_dedupe(self) -> None:
         """The store changed under the stream (cut back, or copied from a peer): rebuild the
         dedupe window from it when next needed, so every replica decides duplicates alike."""

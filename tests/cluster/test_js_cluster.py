@@ -209,7 +209,7 @@ async def test_monitoring_shows_the_meta_group_and_replicas(cluster):
         assert jsz["meta_cluster"]["leader"] in ("S0", "S1", "S2")
 
 
-async def test_a_purge_through_any_server_reaches_every_replica(cluster):
+async def test_a_purge_and_a_delete_through_any_server_reach_every_replica(cluster):
     nc = await connect(cluster, 1)
     js = nc.jetstream()
     try:
@@ -220,10 +220,13 @@ async def test_a_purge_through_any_server_reaches_every_replica(cluster):
         bad = await nc.request("$JS.API.STREAM.PURGE.PURGED", b'{"seq": 3, "keep": 1}',
                                timeout=5)
         assert b'"err_code": 10003' in bad.data  # seq and keep together: refused by the leader
+        await js.delete_msg("PURGED", 9)  # a purged.b message, on every replica
+        gone = await nc.request("$JS.API.STREAM.MSG.DELETE.PURGED", b'{"seq": 11}', timeout=5)
+        assert b'"err_code": 10057' in gone.data  # past the end of the stream
     finally:
         await nc.close()
     for i in range(3):
         def copy(i: int = i) -> bool:
             state = local_state(cluster, i, "PURGED")
-            return state is not None and state["messages"] == 5 and state["last_seq"] == 10
-        wait_for(copy, 10, f"S{i}'s copy purged of purged.a")
+            return state is not None and state["messages"] == 4 and state["last_seq"] == 10
+        wait_for(copy, 10, f"S{i}'s copy purged of purged.a and without message 9")

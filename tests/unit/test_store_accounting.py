@@ -15,7 +15,6 @@ from storage import (
     CorruptRecord,
     FileStore,
     FileStoreOptions,
-    MemoryStore,
     StoreConfig,
     durable,
     record,
@@ -34,29 +33,9 @@ def sync(store: MessageStore) -> None:
         store.finish_sync(job)
 
 
-@pytest.fixture(params=["file", "memory"])
-def kind(request) -> str:
-    return request.param
-
-
 @pytest.fixture
-def open_store(kind, tmp_path):
-    """open_store(config=None) -> a store of the parametrized kind (a FileStore reopens its
-    directory); all are closed at the end."""
-    opened: list[MessageStore] = []
-
-    def make(config: StoreConfig | None = None) -> MessageStore:
-        config = config or StoreConfig("t")
-        if kind == "file":
-            store: MessageStore = FileStore(str(tmp_path / "store"), config, OPTS)
-        else:
-            store = MemoryStore(config)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
+def store_options() -> FileStoreOptions:
+    return OPTS
 
 
 def accessors(store: MessageStore) -> tuple[int, int, int]:

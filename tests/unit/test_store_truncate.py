@@ -84,29 +84,9 @@ class View:
                     store.num_pending(st.last_seq - 5, ("b.*",), last_per_subject=True)))
 
 
-@pytest.fixture(params=["file", "memory"])
-def kind(request) -> str:
-    return request.param
-
-
 @pytest.fixture
-def open_store(kind, tmp_path):
-    """open_store(config=None) -> a store of the parametrized kind (a FileStore reopens the same
-    directory); all are closed at the end."""
-    opened: list[MessageStore] = []
-
-    def make(config: StoreConfig | None = None) -> MessageStore:
-        config = config or StoreConfig("t")
-        if kind == "file":
-            store: MessageStore = FileStore(str(tmp_path / "store"), config, OPTS)
-        else:
-            store = MemoryStore(config)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
+def store_options() -> FileStoreOptions:
+    return OPTS
 
 
 def same_after_reopen(store: MessageStore, make) -> MessageStore:
