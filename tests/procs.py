@@ -28,6 +28,8 @@ def command(impl: str) -> list[str]:
     """How to start an implementation; BROKER_TEST_CMD overrides the broker's command line."""
     if impl == "nats-server":
         return ["nats-server"]
+    if os.sep in impl:  # an executable by path, such as the `broker` of an installed wheel
+        return [impl]
     override = os.environ.get("BROKER_TEST_CMD")
     if override:
         return shlex.split(override)
@@ -48,6 +50,7 @@ class ServerProcess:
     log_path: str = ""
     extra: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # added to the inherited environment
+    cwd: str = ROOT
 
     @property
     def url(self) -> str:
@@ -68,7 +71,7 @@ class ServerProcess:
         self.log_path = os.path.join(self.workdir, f"server-{time.monotonic_ns()}.log")
         log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it until it exits
         env = {**os.environ, **self.env} if self.env else None
-        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
                                         env=env)
         log.close()
         ports = _wait_for_ports(ports_dir, self.process, timeout, self.log_path)
