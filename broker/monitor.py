@@ -8,6 +8,7 @@ web framework. Response shapes follow nats-server's monitor.go.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import time
@@ -17,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 from broker.gotime import ZERO_TIME, format_ns
 from broker.gotime import format_duration as go_duration
 from broker.log import logger
-from broker.metrics import render_metrics
+from broker.metrics import JetStreamSummary, render_metrics
 from broker.version import PROTO, RUNTIME, SERVER_VERSION
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from broker.server import Server
 
 MAX_REQUEST_HEAD = 16 * 1024
+PROMETHEUS_TEXT = "text/plain; version=0.0.4"
 DEFAULT_CONNZ_LIMIT = 1024
 
 
@@ -92,11 +94,15 @@ class MonitorServer:
             _respond(writer, 404, {"error": "not found"}, keep_alive)
             return keep_alive
         try:
-            status, body = handler(query)
+            result = handler(query)
+            # /metrics is a coroutine: it gives the loop turns while it works (broker.metrics).
+            status, body = await result if inspect.isawaitable(result) else result
         except BadParameter as exc:
             _respond_text(writer, 400, str(exc), keep_alive)
             return keep_alive
-        if isinstance(body, str):
+        if isinstance(body, bytes):
+            _write(writer, status, body, PROMETHEUS_TEXT, keep_alive)
+        elif isinstance(body, str):
             _respond_text(writer, status, body, keep_alive)
         else:
             _respond(writer, status, body, keep_alive)
@@ -287,15 +293,9 @@ class MonitorServer:
             body["disabled"] = True
             return 200, body
         streams = list(js.streams.values())
-        states = [st.store.state() for st in streams]
-        body.update(self._jetstream_varz()["stats"])
-        body.update({
-            "config": self._jetstream_varz()["config"],
-            "streams": len(streams),
-            "consumers": sum(st.consumer_count for st in streams),
-            "messages": sum(state.msgs for state in states),
-            "bytes": sum(state.bytes for state in states),
-        })
+        varz = self._jetstream_varz()
+        body.update(varz["stats"])
+        body.update({"config": varz["config"], **_stream_totals(streams)})
         if js.cluster is not None:
             body["meta_cluster"] = js.cluster.meta_cluster_info()
         detail = _flag(query, "streams") or _flag(query, "consumers") or _flag(query, "accounts")
@@ -346,8 +346,23 @@ class MonitorServer:
             return 200, {"status": "ok"}
         return s.jetstream_health()
 
-    def metrics(self, query: dict[str, str]) -> tuple[int, str]:
-        return 200, render_metrics(self.server)
+    async def metrics(self, query: dict[str, str]) -> tuple[int, bytes]:
+        return 200, await render_metrics(self.server, self._jetstream_summary)
+
+    def _jetstream_summary(self) -> JetStreamSummary | None:
+        """The server-wide numbers of /jsz, for /metrics (the same calls build both)."""
+        js = self.server.jetstream
+        if js is None:
+            return None
+        varz = self._jetstream_varz()
+        config, stats = varz["config"], varz["stats"]
+        totals = _stream_totals(list(js.streams.values()))
+        return JetStreamSummary(
+            max_memory=config["max_memory"], max_storage=config["max_storage"],
+            streams=totals["streams"], consumers=totals["consumers"],
+            messages=totals["messages"], bytes=totals["bytes"], memory=stats["memory"],
+            storage=stats["storage"], reserved_memory=stats["reserved_memory"],
+            reserved_storage=stats["reserved_storage"])
 
     def _cpu_percent(self) -> float:
         now, cpu = time.monotonic(), _cpu_seconds()
@@ -356,6 +371,15 @@ class MonitorServer:
         if now - then <= 0:
             return 0.0
         return round(100.0 * (cpu - cpu_then) / (now - then), 2)
+
+
+def _stream_totals(streams: list[Any]) -> dict[str, int]:
+    """/jsz's counts over the streams held here (also /metrics' jetstream_server_*)."""
+    states = [st.store.state() for st in streams]
+    return {"streams": len(streams),
+            "consumers": sum(st.consumer_count for st in streams),
+            "messages": sum(state.msgs for state in states),
+            "bytes": sum(state.bytes for state in states)}
 
 
 _SORT_KEYS = {"cid": "cid", "start": "start", "subs": "subscriptions",
@@ -423,7 +447,7 @@ def _respond_text(writer: asyncio.StreamWriter, status: int, text: str, keep_ali
     if text.startswith("<html>"):
         kind = "text/html"
     elif text.startswith("# HELP"):
-        kind = "text/plain; version=0.0.4"
+        kind = PROMETHEUS_TEXT
     else:
         kind = "text/plain; charset=utf-8"
     _write(writer, status, text.encode(), kind, keep_alive)
@@ -440,7 +464,8 @@ def _write(writer: asyncio.StreamWriter, status: int, data: bytes, kind: str,
             "Access-Control-Allow-Origin: *\r\n"
             f"Content-Length: {len(data)}\r\n"
             f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n")
-    writer.write(head.encode() + data)
+    writer.write(head.encode())
+    writer.write(data)  # not head + data: a /metrics body is megabytes, not worth a copy
 
 
 def _route_info(route: Any, now: float, with_subs: bool) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import json
 import shutil
 import tempfile
 
-from tests.bench import cluster, core, jetstream
+from tests.bench import cluster, core, jetstream, metrics
 from tests.procs import cleanup, start_server
 
 # name -> (needs JetStream, run(server, args, store_dir))
@@ -24,6 +24,7 @@ BENCHES = {
         s, d, count=a.restart_count)),
     "js_pull_consume": (True, lambda s, a, d: jetstream.pull_consume(s, count=a.consume_count)),
     "js_push_consume": (True, lambda s, a, d: jetstream.push_consume(s, count=a.consume_count)),
+    "metrics_scrape": (True, lambda s, a, d: metrics.scrape_cost(s, streams=a.metrics_streams)),
 }
 
 
@@ -35,6 +36,8 @@ def main() -> None:
     parser.add_argument("--restart-count", type=int, default=1_000_000)
     parser.add_argument("--consume-count", type=int, default=200_000)
     parser.add_argument("--r3-count", type=int, default=200_000, help="R3 publishes")
+    parser.add_argument("--metrics-streams", type=int, default=1000,
+                        help="streams (each with a consumer) behind a /metrics scrape")
     parser.add_argument("--only", choices=sorted([*BENCHES, *cluster.BENCHES]), action="append")
     args = parser.parse_args()
     impls = ["broker", "nats-server"] if args.impl == "both" else [args.impl]
