@@ -262,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     if cmd.show_version:
-        print(f"nats-server: v{SERVER_VERSION} (broker {PACKAGE_VERSION}, {RUNTIME})")
+        # nats-server's own first words, so a harness that parses `nats-server --version` still
+        # can; then which release of ours speaks it.
+        print(f"nats-server: v{SERVER_VERSION} (pynats-broker {PACKAGE_VERSION}, {RUNTIME})")
         return 0
     if cmd.signal:
         from broker.signals import send_signal
@@ -289,6 +291,10 @@ def run(options: Options, cmd: Command) -> int:
 
     try:
         run_loop(_serve(options, cmd))
+        # The loop is gone and with it our handlers: a SIGTERM now (the kubelet's, right after
+        # a lame duck that finished at once) would end the process with signal 15 rather than
+        # the clean exit it already made.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     except StartupError as exc:
         logger.critical("%s", exc)
         print(f"broker: {exc}", file=sys.stderr)
@@ -328,9 +334,9 @@ async def _serve(options: Options, cmd: Command) -> None:
                       server.options.logtime, server.options.logtime_utc)
         logger.info("File log re-opened")
 
-    loop.add_signal_handler(signal.SIGTERM, lambda: spawn(server.shutdown()))
+    loop.add_signal_handler(signal.SIGTERM, server.terminate)
     loop.add_signal_handler(signal.SIGINT, lambda: spawn(server.shutdown()))
-    loop.add_signal_handler(signal.SIGUSR2, lambda: spawn(server.lame_duck()))
+    loop.add_signal_handler(signal.SIGUSR2, server.enter_lame_duck)
     loop.add_signal_handler(signal.SIGHUP, reload)
     loop.add_signal_handler(signal.SIGUSR1, reopen_log)
     await server.wait_stopped()

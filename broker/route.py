@@ -543,6 +543,10 @@ class RouteManager:
     def jetstream_peers(self) -> list[str]:
         return sorted(r.remote_name for r in self.routes.values() if r.remote_jetstream)
 
+    def routes_include_self(self) -> bool:
+        """Whether one of the configured routes was found to lead back to this server."""
+        return bool(self._self_urls)
+
     def bootstrap_peers(self) -> list[str] | None:
         """The JetStream peers to found the meta group with: None until every configured route
         is known to lead to this server itself or to a server connected now."""

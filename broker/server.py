@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from broker.route import RouteManager
 
 MAX_CLOSED_CLIENTS = 10_000
+LAME_DUCK_HANDOVER = 2.0  # seconds lame duck waits for peers to take over the groups led here
 RELOADABLE = frozenset({
     "debug", "trace", "trace_verbose", "logtime", "logtime_utc", "username", "password",
     "authorization", "auth_timeout", "users", "no_auth_user", "max_connections",
@@ -104,6 +105,8 @@ class Server:
         self._ports_file = ""
         self._stopped = asyncio.Event()
         self._shutting_down = False
+        self._shutdown_task: asyncio.Task | None = None
+        self._lame_duck_task: asyncio.Task | None = None
         self._info_base = self._build_info_base()
         # Literal subjects whose interest someone watches (push consumers): subject -> callbacks.
         self._interest_watchers: dict[bytes, list[Any]] = {}
@@ -207,6 +210,15 @@ class Server:
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
 
+    def terminate(self) -> None:
+        """SIGTERM: a graceful stop, unless lame duck is already under way. As in nats-server,
+        lame duck then runs to its end, so the kubelet's SIGTERM after a preStop hook that
+        started lame duck does not cut the clients' migration short."""
+        if self.lame_duck_mode:
+            logger.info("Lame duck mode in progress, ignoring SIGTERM")
+            return
+        self._shutdown_task = self.loop.create_task(self.shutdown())
+
     async def shutdown(self) -> None:
         """Graceful stop: stop accepting, flush and close every client, stop monitoring."""
         if self._shutting_down:
@@ -232,15 +244,31 @@ class Server:
         logger.info("Server Exiting..")
         self._stopped.set()
 
-    async def lame_duck(self) -> None:
-        """Stop accepting, tell clients (INFO ldm), close them over the lame duck duration."""
+    def enter_lame_duck(self) -> None:
+        """SIGUSR2 (`--signal ldm`): lame duck, flagged at once, so that a SIGTERM arriving
+        before the task runs (the kubelet's, right after the preStop hook) is already ignored."""
         if self.lame_duck_mode or self._shutting_down:
             return
-        opts = self.options
         self.lame_duck_mode = True
+        self._lame_duck_task = self.loop.create_task(self._lame_duck())
+
+    async def _lame_duck(self) -> None:
+        """Stop accepting, tell clients (INFO ldm), close them over the lame duck duration."""
+        opts = self.options
         logger.info("Entering lame duck mode, stop accepting new clients")
         if self._listener is not None:
             self._listener.close()
+        if self.jetstream is not None:
+            # As nats-server: hand Raft leadership to peers first, then leave JetStream, so the
+            # streams and consumers led here move on at once instead of after an election
+            # timeout, and readiness (`/healthz?js-enabled=true`) fails while clients drain.
+            handed = await self.jetstream.hand_over(LAME_DUCK_HANDOVER)
+            if handed:
+                logger.info("Lame duck: handed over leadership of %d raft groups", handed)
+            await self.jetstream.stop()
+        if not self.clients:
+            await self.shutdown()  # nobody to migrate (nats-server does the same)
+            return
         self._info_base["ldm"] = True
         for client in list(self.clients.values()):
             client.send(protocol.info_line(self.client_info_json(client)))

@@ -146,6 +146,9 @@ class RaftNode:
         self.transferee: str | None = None
         self.transfer_elapsed = 0
         self.term_start = 0  # index of this leader's no-op
+        # The highest commit index a leader has told this node of: a follower is current only
+        # once it has applied that far (its own `commit` may lag: it stops at its last entry).
+        self.leader_commit = self.commit
         self.counters = dict.fromkeys(COUNTERS, 0)
         self._msgs: list[Message] = []
         self._snap_data: bytes | None = None
@@ -368,7 +371,7 @@ class RaftNode:
             self.id, self.group, self.role, self.term, self.leader, self.vote, self.commit,
             self.applied, self.log.first_index, self.log.last_index, self.log.stable,
             self.voters, self.can_vouch, self.vouch_mark, self.amnesia, self.transferee, peers,
-            dict(self.counters))
+            dict(self.counters), max(self.leader_commit, self.commit))
 
     def snapshot_data(self) -> bytes | None:
         """The data of the snapshot the log starts after (None when there is none)."""
@@ -763,6 +766,7 @@ class RaftNode:
         if self.role is Role.LEADER:
             return  # two leaders in one term: impossible while votes are honest
         self._follow(m.src)
+        self.leader_commit = max(self.leader_commit, m.commit)
         log = self.log
         entries = m.entries
         if m.prev_index < log.snap_index:

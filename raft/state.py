@@ -151,3 +151,10 @@ class Status:
     transferee: str | None
     peers: dict[str, PeerStatus]
     counters: dict[str, int]
+    leader_commit: int = 0  # the highest commit index known here (a leader's own, or told)
+
+    @property
+    def current(self) -> bool:
+        """Applied everything this node knows to be committed, its leader's commit included
+        (nats-server's isCurrent: a follower that has not received the tail is behind)."""
+        return self.leader is not None and self.applied >= max(self.commit, self.leader_commit)

@@ -67,6 +67,7 @@ class JetStreamCluster:
         self._tasks: set[asyncio.Task] = set()
         self._started = False
         self.stopped = False
+        self.problem = ""  # why this server cannot take part, for health and the log
 
     # Lifecycle
 
@@ -136,10 +137,26 @@ class JetStreamCluster:
                     len(self.routes.options.routes))
         while not self.stopped:
             peers = self.routes.bootstrap_peers()
-            if peers is not None:
+            if peers is not None and self.routes.routes_include_self():
+                self.problem = ""
                 return sorted({self.server.name, *peers})
+            if peers is not None:
+                self._refuse_to_found()
             await asyncio.sleep(BOOTSTRAP_POLL)
         return None
+
+    def _refuse_to_found(self) -> None:
+        """Every route leads to another server and none to this one: this server is not in the
+        cluster's list (a pod beyond the replicas the routes name, or a wrong POD_NAME). Founding
+        a meta group with the servers it sees would split the cluster; say what is wrong and
+        stay out of it (health fails with the same words)."""
+        problem = (f"JetStream cluster: this server ({self.server.name}) is not one of its "
+                   f"configured routes ({', '.join(self.routes.options.routes)}); every server "
+                   "of a JetStream cluster lists all of them, itself included. Check POD_NAME "
+                   "and that cluster.routes names every pod of the StatefulSet")
+        if problem != self.problem:
+            logger.error("%s", problem)
+        self.problem = problem
 
     # The meta group
 
@@ -510,25 +527,30 @@ class JetStreamCluster:
     # Health
 
     def health(self) -> tuple[int, dict[str, Any]]:
+        if self.problem:
+            return 503, {"status": "unavailable", "status_code": 503, "error": self.problem}
         driver = self.meta_driver
         if driver is None or driver.leader is None:
             return 503, {"status": "unavailable", "status_code": 503,
                          "error": "JetStream has not established contact with a meta leader"}
-        status = driver.status()
-        if status.applied < status.commit:
+        if not driver.status().current:
             return 503, {"status": "unavailable", "status_code": 503,
                          "error": "JetStream is not current with the meta leader"}
         for name, replica in self.streams.items():
-            if replica.catching_up or replica.driver is None or \
-                    replica.driver.leader is None or not _applied_all(replica.driver):
+            if replica.catching_up or not _current(replica.driver):
                 return 503, {"status": "unavailable", "status_code": 503,
                              "error": f"JetStream stream '$G > {name}' is not current"}
+        for (stream, name), consumer in self.consumers.items():
+            if not _current(consumer.driver):
+                return 503, {"status": "unavailable", "status_code": 503,
+                             "error": f"JetStream consumer '$G > {stream} > {name}' is not "
+                                      "current"}
         return 200, {"status": "ok"}
 
 
-def _applied_all(driver: RaftDriver) -> bool:
-    status = driver.status()
-    return status.applied >= status.commit
+def _current(driver: RaftDriver | None) -> bool:
+    """Has a leader and applied all it knows committed, the leader's commit index included."""
+    return driver is not None and driver.status().current
 
 
 class MetaApplication:

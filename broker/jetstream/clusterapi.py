@@ -26,8 +26,8 @@ from broker.jetstream import errors, meta, streamops
 from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.engine import check_overlap, plan_consumer, plan_stream
 from broker.jetstream.errors import ApiError
+from broker.jetstream.groups import best_successor
 from broker.jetstream.meta import ConsumerAssignment, StreamAssignment
-from broker.jetstream.replica import best_successor
 from broker.jetstream.streamconfig import StreamConfig
 from broker.subject import subjects_collide
 
@@ -104,6 +104,8 @@ class ClusterApi:
         """IGNORE, LATER, an ApiError to answer with, or None: handle it here. `waited`: this
         is the second time of asking, LEADERLESS_DELAY after a LATER."""
         cluster = self.cluster
+        if cluster.problem:
+            return IGNORE  # not a member (see JetStreamCluster.problem): the cluster answers
         role = ROLES.get(kind, META)
         if role == META:
             if cluster.meta_leader:

@@ -73,6 +73,7 @@ class JetStream:
         self.api_total = 0
         self.api_errors = 0
         self.ready = False
+        self._stopped = False
         # Set when the server is part of a cluster: streams and consumers are then created
         # through the meta group, and this server holds those assigned to it.
         self.cluster: JetStreamCluster | None = None
@@ -99,7 +100,17 @@ class JetStream:
         self._expiry_timer = self.server.loop.call_later(EXPIRY_TICK, self._expire)
         self.ready = True
 
+    async def hand_over(self, timeout: float) -> int:
+        """Lame duck: give away the leadership of every Raft group led here, so that stopping
+        this server does not leave a stream or consumer leaderless for an election timeout."""
+        if self.cluster is None:
+            return 0
+        return await self.cluster.groups.hand_over(timeout)
+
     async def stop(self) -> None:
+        if self._stopped:
+            return  # lame duck stops JetStream before the server's own shutdown does
+        self._stopped = True
         self.ready = False
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()

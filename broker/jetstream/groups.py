@@ -8,13 +8,14 @@ the leader sends again.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from broker.log import logger
-from raft.driver import Application, RaftDriver
+from raft.driver import Application, DriverStopped, RaftDriver
 from raft.log import RaftLog
 from raft.options import RaftConfig
 
@@ -72,6 +73,25 @@ class RaftGroups:
         if destroy:
             shutil.rmtree(self.directory(group), ignore_errors=True)
 
+    async def hand_over(self, timeout: float) -> int:
+        """Hand leadership of every group this server leads to a current peer (lame duck), and
+        wait until none is led here any more or `timeout` passes. Returns how many it handed."""
+        leading = [d for d in self.drivers.values() if d.is_leader]
+        handed = []
+        for driver in leading:
+            target = best_successor(driver, sorted(driver.status().voters), self.server_name)
+            if target is not None and driver.transfer_leadership(target):
+                handed.append(driver)
+        if handed:
+            waits = [d.wait_for(lambda d=d: not d.is_leader) for d in handed]
+            try:
+                await asyncio.wait_for(asyncio.gather(*waits), timeout)
+            except (TimeoutError, DriverStopped):
+                still = [d.group for d in handed if d.is_leader]
+                logger.warning("JetStream lame duck: still leading %s after %.1fs",
+                               ", ".join(still) or "nothing", timeout)
+        return len(handed)
+
     async def close_all(self) -> None:
         for group in list(self.drivers):
             await self.close(group)
@@ -89,3 +109,12 @@ class RaftGroups:
             self.unknown_frames += 1
             return
         driver.receive(frame)
+
+
+def best_successor(driver: RaftDriver, peers: list[str], me: str) -> str | None:
+    """The peer to hand leadership to: one that is current, else any other."""
+    status = driver.status()
+    others = [p for p in peers if p != me]
+    current = [p for p in others if p in status.peers and status.peers[p].active
+               and status.peers[p].lag == 0]
+    return (current or others or [None])[0]

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from broker.gotime import now_ns
 from broker.jetstream import catchup, errors, streamops
 from broker.jetstream.errors import ApiError
+from broker.jetstream.groups import best_successor
 from broker.jetstream.streamops import Origin
 from broker.log import logger
 from raft.driver import ProposalFailed, RaftDriver
@@ -395,15 +396,6 @@ class StreamReplica:
 
     def cluster_info(self) -> dict[str, Any]:
         return self.cluster.group_info(self.driver, self.assignment.peers, self.leader_since)
-
-
-def best_successor(driver: RaftDriver, peers: list[str], me: str) -> str | None:
-    """The peer to hand leadership to: one that is current, else any other."""
-    status = driver.status()
-    others = [p for p in peers if p != me]
-    current = [p for p in others if p in status.peers and status.peers[p].active
-               and status.peers[p].lag == 0]
-    return (current or others or [None])[0]
 
 
 def peer_hash(name: str) -> str:

@@ -332,3 +332,20 @@ def test_campaign_starts_a_prevote_at_once_and_is_refused_while_a_leader_is_hear
     follower.step(next(m for m in prevotes if m.dst == "n2"))
     assert not of_type(sent(drain(follower)), VoteResponse)  # ignored inside the lease
     assert follower.leader == "n1" and follower.term == 1 and n.term == 1
+
+
+def test_a_follower_is_current_only_once_it_applied_the_leaders_commit():
+    """Health and the startup probe ask `Status.current`: a follower that heard a heartbeat
+    naming commit 5 while it holds only 2 entries is behind, though its own commit (capped at
+    its last entry) equals what it applied."""
+    n = node("n2", entries=log_of(1, 1), term=1)
+    n.step(AppendEntries(G, "n1", "n2", 1, 5, 1, 5, []))  # a heartbeat: prev 5 is unknown here
+    drain(n)
+    status = n.status()
+    assert (status.commit, status.leader_commit) == (0, 5)
+    assert not status.current
+    n.step(AppendEntries(G, "n1", "n2", 1, 2, 1, 5, log_of(1, 1, 1, start=3)))
+    drain(n)
+    status = n.status()
+    assert status.applied == status.commit == 5
+    assert status.current
