@@ -304,7 +304,7 @@ class JetStreamApi:
                                   lambda err: done.done() or done.set_result(err))
         error = await done
         if error is not None:
-            raise errors.store_failed(f"store sync failed: {error}")
+            raise errors.sync_failed(error)
 
     # Consumers
 

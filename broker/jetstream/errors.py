@@ -6,9 +6,13 @@ Codes and texts are nats-server's (`server/errors.json`); nats.py picks its exce
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 from broker.log import logger
+from storage import StoreFull
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,14 @@ def not_enabled() -> ApiError:
 
 def store_failed(detail: str) -> ApiError:
     return ApiError(503, 10077, detail)
+
+
+def sync_failed(error: BaseException) -> ApiError:
+    """A group commit's fsync failed. A full disk is nats-server's storage error (10047), as
+    the write that found it full would be; anything else is a store failure."""
+    if isinstance(error, StoreFull) or (isinstance(error, OSError) and error.errno in _FULL):
+        return storage_exceeded()
+    return store_failed(f"store sync failed: {error}")
 
 
 def header_too_large() -> ApiError:

@@ -124,7 +124,7 @@ class Stream:
     def on_sync_failed(self, seq: int, error: BaseException) -> None:
         """The sync covering everything up to `seq` failed: those publishers get an error."""
         acks = self.pending_acks
-        payload = self.pub_error(errors.store_failed(f"store sync failed: {error}"))
+        payload = self.pub_error(errors.sync_failed(error))
         while acks and acks[0][0] <= seq:
             _, reply, _ = acks.popleft()
             self.send(reply, payload)

@@ -21,15 +21,22 @@ STREAM = "ORDERS"
 SUBJECT = "orders.new"
 
 
-def payload_for(n: int) -> bytes:
+def payload_for(n: int, size: int = 0) -> bytes:
+    """Message n's payload: `m<n>-<sha256 of that>`, the digest repeated up to `size` bytes."""
     body = b"m%d-" % n
-    return body + hashlib.sha256(body).hexdigest().encode()
+    digest = hashlib.sha256(body).hexdigest().encode()
+    data = body + digest
+    if size > len(data):
+        data += (digest * (size // len(digest) + 1))[:size - len(data)]
+    return data
 
 
 def number_of(data: bytes) -> int:
-    body, digest = data[:data.index(b"-") + 1], data[data.index(b"-") + 1:]
-    assert hashlib.sha256(body).hexdigest().encode() == digest, f"damaged payload {data!r}"
-    return int(body[1:-1])
+    """The n of a payload_for(n, ...), checked byte for byte."""
+    body = data[:data.index(b"-") + 1]
+    n = int(body[1:-1])
+    assert data == payload_for(n, len(data)), f"damaged payload {data[:100]!r}..."
+    return n
 
 
 async def _quiet(*args: object) -> None:
@@ -44,19 +51,25 @@ class Publisher:
     acked: dict[int, int] = field(default_factory=dict)  # message number -> seq
     errors: int = 0
     give_up_after: float = 60.0
+    servers_used: list[str] = field(default_factory=list)  # host:port, at connect and reconnect
 
     async def run(self, total: int, progress: Callable[[int], None] | None = None,
-                  window: int = 32, first: int = 0) -> None:
-        """Publish messages first..first+total-1."""
+                  window: int = 32, first: int = 0, until: asyncio.Event | None = None) -> None:
+        """Publish messages first..first+total-1, or until `until` is set (the batch under
+        way is finished: every message sent is acknowledged before this returns)."""
+        async def reconnected() -> None:
+            self._note_server(nc)
+
         nc = await nats.connect(servers=self.urls, max_reconnect_attempts=-1,
                                 reconnect_time_wait=0.1, error_cb=_quiet,
-                                disconnected_cb=_quiet, reconnected_cb=_quiet)
+                                disconnected_cb=_quiet, reconnected_cb=reconnected)
+        self._note_server(nc)
         js = nc.jetstream(timeout=2)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.give_up_after
         try:
             n, end = first, first + total
-            while n < end:
+            while n < end and not (until is not None and until.is_set()):
                 batch = list(range(n, min(n + window, end)))
                 futures = {}
                 for i in batch:
@@ -83,6 +96,11 @@ class Publisher:
         finally:
             with contextlib.suppress(Exception):  # the servers may all be gone
                 await nc.close()
+
+    def _note_server(self, nc: nats.NATS) -> None:
+        url = nc.connected_url
+        if url is not None:
+            self.servers_used.append(f"{url.hostname}:{url.port}")
 
     async def _one(self, js, i: int, deadline: float) -> None:
         loop = asyncio.get_running_loop()
@@ -120,7 +138,14 @@ def wait_converged(cluster: Cluster, last_seq: int, timeout: float = 30.0) -> No
 
 def read_store(cluster: Cluster, i: int, stream: str = STREAM) -> list[tuple[int, int]]:
     """(seq, message number) of every message in server i's store, read from disk."""
-    path = os.path.join(cluster.store_dir(i), "jetstream", "$G", "streams", stream, "msgs")
+    return read_stream_copy(cluster.store_dir(i), stream)
+
+
+def read_stream_copy(store_dir: str | os.PathLike[str], stream: str = STREAM
+                     ) -> list[tuple[int, int]]:
+    """(seq, message number) of every message in the copy of `stream` that the server with
+    JetStream `store_dir` holds, read from disk (the server must be stopped)."""
+    path = os.path.join(store_dir, "jetstream", "$G", "streams", stream, "msgs")
     store = FileStore(path, StoreConfig(name=stream))
     try:
         out = []
@@ -173,12 +198,18 @@ def check_replicas(cluster: Cluster, acked: dict[int, int]) -> None:
     sequence its PubAck named, in publish order, and all replicas hold the same."""
     for server in cluster.servers:
         server.stop()
-    copies = [read_store(cluster, i) for i in range(cluster.size)]
-    for i, copy in enumerate(copies):
+    check_copies({f"S{i}": read_store(cluster, i) for i in range(cluster.size)}, acked)
+
+
+def check_copies(copies: dict[str, list[tuple[int, int]]], acked: dict[int, int]) -> None:
+    """Every copy (server name -> its (seq, message number) list) holds every acknowledged
+    message exactly once, at the sequence its PubAck named, in publish order; all are equal."""
+    for name, copy in copies.items():
         numbers = [n for _, n in copy]
-        assert len(numbers) == len(set(numbers)), f"S{i} holds a message twice"
-        assert numbers == sorted(numbers), f"S{i} holds messages out of publish order"
+        assert len(numbers) == len(set(numbers)), f"{name} holds a message twice"
+        assert numbers == sorted(numbers), f"{name} holds messages out of publish order"
         at = dict(copy)
         for n, seq in acked.items():
-            assert at.get(seq) == n, f"S{i}: acknowledged message {n} not at seq {seq}"
-    assert copies[0] == copies[1] == copies[2], "the replicas differ"
+            assert at.get(seq) == n, f"{name}: acknowledged message {n} not at seq {seq}"
+    first, *rest = copies.values()
+    assert all(copy == first for copy in rest), "the replicas differ"
