@@ -42,6 +42,25 @@ def wait_for(check: Callable[[], object], timeout: float, what: str,
         time.sleep(interval)
 
 
+def pod_config(top: str = "", jetstream: str = "") -> str:
+    """A config file all servers of a Cluster share, as a StatefulSet's pods do (`config=`):
+    named by $POD_NAME, each store at $STORE_DIR, listing every route. `top` adds lines at the
+    top level, `jetstream` inside the jetstream block."""
+    return f"""
+server_name: $POD_NAME
+{top}
+jetstream {{ store_dir: $STORE_DIR, {jetstream} }}
+cluster {{
+  name: c1
+  host: 127.0.0.1
+  port: $CLUSTER_PORT
+  routes: [
+{{routes}}
+  ]
+}}
+"""
+
+
 @dataclass
 class Cluster:
     """N brokers named S0..S{n-1} in cluster `name`; `servers[i]` is the process of Si."""

@@ -20,23 +20,12 @@ from tests.cluster.faults import (
     payload_for,
     wait_converged,
 )
-from tests.clusters import Cluster
+from tests.clusters import Cluster, pod_config
 from tests.volumes import small_volume
 
 # Each server's store on its own 24 MB volume; JetStream may use 1 MB of it for messages (the
 # Raft logs and snapshots live on the same volume, uncounted: hence the headroom).
-CONFIG = """
-server_name: $POD_NAME
-jetstream { store_dir: $STORE_DIR, max_file_store: 1MB }
-cluster {
-  name: c1
-  host: 127.0.0.1
-  port: $CLUSTER_PORT
-  routes: [
-{routes}
-  ]
-}
-"""
+CONFIG = pod_config(jetstream="max_file_store: 1MB")
 SIZE = 2000
 
 

@@ -13,17 +13,6 @@ from tests.cluster.helpers import connect, eventually
 from tests.clusters import Cluster, wait_for
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    cluster = Cluster(str(tmp_path_factory.mktemp("jsc")))
-    try:
-        cluster.start()
-        cluster.wait_ready()
-        yield cluster
-    finally:
-        cluster.stop()
-
-
 async def test_a_stream_created_on_one_server_is_visible_from_the_others(cluster):
     a, c = await connect(cluster, 0), await connect(cluster, 2)
     try:

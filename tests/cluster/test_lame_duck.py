@@ -15,25 +15,12 @@ from nats.js.api import ConsumerConfig
 
 from tests.cluster.faults import STREAM, SUBJECT, Publisher, check_replicas, wait_converged
 from tests.cluster.helpers import eventually
-from tests.clusters import Cluster, wait_for
+from tests.clusters import Cluster, pod_config, wait_for
 
 TOTAL = 1500
 # The shortest lame duck nats-server accepts (30 s), with a short grace so the test is quick:
 # after the grace, the closes are spread one second apart at most.
-CONFIG = """
-server_name: $POD_NAME
-lame_duck_duration: 30s
-lame_duck_grace_period: 1s
-jetstream { store_dir: $STORE_DIR }
-cluster {
-  name: c1
-  host: 127.0.0.1
-  port: $CLUSTER_PORT
-  routes: [
-{routes}
-  ]
-}
-"""
+CONFIG = pod_config(top="lame_duck_duration: 30s\nlame_duck_grace_period: 1s")
 
 
 async def test_lame_duck_hands_over_leadership_and_ignores_sigterm(tmp_path):

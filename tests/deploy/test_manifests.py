@@ -8,14 +8,13 @@ manifests, and `test_check_catches` runs each on a deliberately broken copy to p
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import importlib
 import os
 import re
 import sys
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -24,7 +23,7 @@ import yaml
 
 import config
 from tests.deploy.conftest import require_tool, run_tool
-from tests.deploy.render import REPO, find
+from tests.deploy.render import REPO, find, load_config
 
 DEPLOY = REPO / "deploy"
 # The raw manifests kubectl would read (not the kustomization, not the CRD-based monitoring).
@@ -137,29 +136,12 @@ def config_text(objects: Objects) -> str:
     return data[key]
 
 
-@contextlib.contextmanager
-def environment(**values: str) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def pod_options(objects: Objects, pod_name: str, tmp_dir: Path) -> config.Options:
     """Our own loader's reading of the config, as pod `pod_name` starts with it."""
     env = {e["name"]: e for e in container(objects).get("env", [])}
     assert env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get(
         "fieldPath") == "metadata.name", "POD_NAME must come from the pod's name (downward API)"
-    path = tmp_dir / f"{pod_name}.conf"
-    path.write_text(config_text(objects))
-    with environment(POD_NAME=pod_name):
-        return config.load(path)
+    return load_config(config_text(objects), {"POD_NAME": pod_name}, tmp_dir / f"{pod_name}.conf")
 
 
 def pod_names(objects: Objects) -> list[str]:

@@ -24,7 +24,6 @@ tests/rehearse/test_rehearsal.py runs the same with fewer messages.
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,7 +34,6 @@ from typing import TypeVar
 import nats
 from nats.js.api import ConsumerConfig, StreamConfig
 
-import config
 from tests.cluster.faults import (
     STREAM,
     SUBJECT,
@@ -44,6 +42,7 @@ from tests.cluster.faults import (
     number_of,
     read_stream_copy,
 )
+from tests.deploy.render import load_config
 from tests.rehearse.pods import Pod, Pods, PodTemplate
 
 CONSUMER = "billing"
@@ -100,23 +99,10 @@ class Report:
 def store_dir_in_pod(template: PodTemplate) -> str:
     """The JetStream store_dir the ConfigMap's config gives a pod (parsed by our own loader)."""
     (files,) = template.config_files.values()
+    (name, text), = ((n, t) for n, t in files.items() if n.endswith(".conf"))
+    env = {var: f"{template.name}-0" for var in template.pod_name_env}
     with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for name, text in files.items():
-            path = Path(tmp) / name
-            path.write_text(text)
-            paths.append(path)
-        saved = {k: os.environ.get(k) for k in template.pod_name_env}
-        os.environ.update({k: f"{template.name}-0" for k in template.pod_name_env})
-        try:
-            options = config.load(str(next(p for p in paths if p.suffix == ".conf")))
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-    return options.jetstream.store_dir
+        return load_config(text, env, Path(tmp) / name).jetstream.store_dir
 
 
 async def rehearse(pods: Pods, scale: Scale, say: Callable[[str], None]) -> Report:
