@@ -18,6 +18,8 @@ from storage.store import StoreConfig
 from tests.clusters import Cluster, wait_for
 
 STREAM = "ORDERS"
+# Concurrent publishers number their messages from k * PUBLISHER_RANGE (run(first=...)).
+PUBLISHER_RANGE = 10**8
 SUBJECT = "orders.new"
 
 
@@ -52,6 +54,7 @@ class Publisher:
     errors: int = 0
     give_up_after: float = 60.0
     servers_used: list[str] = field(default_factory=list)  # host:port, at connect and reconnect
+    randomize: bool = True  # False: connect to urls[0] first, as a client pinned to one pod
 
     async def run(self, total: int, progress: Callable[[int], None] | None = None,
                   window: int = 32, first: int = 0, until: asyncio.Event | None = None) -> None:
@@ -60,7 +63,8 @@ class Publisher:
         async def reconnected() -> None:
             self._note_server(nc)
 
-        nc = await nats.connect(servers=self.urls, max_reconnect_attempts=-1,
+        nc = await nats.connect(servers=self.urls, dont_randomize=not self.randomize,
+                                max_reconnect_attempts=-1,
                                 reconnect_time_wait=0.1, error_cb=_quiet,
                                 disconnected_cb=_quiet, reconnected_cb=reconnected)
         self._note_server(nc)
@@ -203,11 +207,16 @@ def check_replicas(cluster: Cluster, acked: dict[int, int]) -> None:
 
 def check_copies(copies: dict[str, list[tuple[int, int]]], acked: dict[int, int]) -> None:
     """Every copy (server name -> its (seq, message number) list) holds every acknowledged
-    message exactly once, at the sequence its PubAck named, in publish order; all are equal."""
+    message exactly once, at the sequence its PubAck named, in each publisher's order (numbers
+    within one PUBLISHER_RANGE come from one publisher); all copies are equal."""
     for name, copy in copies.items():
         numbers = [n for _, n in copy]
         assert len(numbers) == len(set(numbers)), f"{name} holds a message twice"
-        assert numbers == sorted(numbers), f"{name} holds messages out of publish order"
+        by_publisher: dict[int, list[int]] = {}
+        for n in numbers:
+            by_publisher.setdefault(n // PUBLISHER_RANGE, []).append(n)
+        assert all(ns == sorted(ns) for ns in by_publisher.values()), \
+            f"{name} holds messages out of publish order"
         at = dict(copy)
         for n, seq in acked.items():
             assert at.get(seq) == n, f"{name}: acknowledged message {n} not at seq {seq}"

@@ -394,6 +394,23 @@ class Pods:
         except OSError:
             return 0
 
+    def probe_on_node(self, pod: Pod, probe: Probe) -> int:
+        """The status the pod's own kubelet sees: asked from inside the pod's network namespace
+        (on its node), so a cut link between the pods does not hide the answer."""
+        url = f"http://127.0.0.1:{probe.port}{probe.path}"
+        script = ("import sys, urllib.request, urllib.error\n"
+                  "try:\n"
+                  "    print(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))"
+                  ".status)\n"
+                  "except urllib.error.HTTPError as e:\n"
+                  "    print(e.code)\n"
+                  "except OSError:\n"
+                  "    print(0)\n")
+        done = subprocess.run(["ip", "netns", "exec", pod.netns, SYSTEM_PYTHON, "-c", script,
+                               url, str(probe.timeout)], capture_output=True, text=True,
+                              timeout=probe.timeout + 10)
+        return int(done.stdout.strip() or 0)
+
     def ready(self, pod: Pod) -> bool:
         return pod.running() and self.probe(pod, self.template.readiness) == 200
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -35,6 +35,7 @@ import nats
 from nats.js.api import ConsumerConfig, StreamConfig
 
 from tests.cluster.faults import (
+    PUBLISHER_RANGE,
     STREAM,
     SUBJECT,
     Publisher,
@@ -43,7 +44,7 @@ from tests.cluster.faults import (
     read_stream_copy,
 )
 from tests.deploy.render import load_config
-from tests.rehearse.pods import Pod, Pods, PodTemplate
+from tests.rehearse.pods import Pod, Pods, PodTemplate, Probe
 
 CONSUMER = "billing"
 T = TypeVar("T")
@@ -64,9 +65,10 @@ class Report:
     restart_after_kill: float = 0.0
     catch_up_after_link: float = 0.0
     roll: dict[str, dict[str, float]] = field(default_factory=dict)
+    while_cut: dict[str, int] = field(default_factory=dict)  # probe -> status, on its node
     acked_during_roll: int = 0
     publish_errors_during_roll: int = 0
-    servers_used_during_roll: list[str] = field(default_factory=list)
+    servers_used_during_roll: list[list[str]] = field(default_factory=list)  # per publisher
     readiness_seen_while_draining: dict[str, list[int]] = field(default_factory=dict)
     # Pods that led Raft groups when they drained, and handed them over in lame duck.
     handed_over: list[str] = field(default_factory=list)
@@ -80,16 +82,17 @@ class Report:
         out = ["time to ready at start: " + ", ".join(
             f"{k} {v:.1f}s" for k, v in self.ready_at_start.items())]
         out.append(f"kill and restart on its volume: ready again in {self.restart_after_kill:.1f}s")
-        out.append(f"link cut and restored: caught up {self.catch_up_after_link:.1f}s after")
+        out.append(f"link cut: probes on its node {self.while_cut}; restored: caught up "
+                   f"{self.catch_up_after_link:.1f}s after")
         for name, t in self.roll.items():
             out.append(f"roll {name}: drained and exited in {t['stop']:.1f}s, ready again "
                        f"{t['ready']:.1f}s after start, {t['total']:.1f}s in all; readiness "
                        f"seen {self.readiness_seen_while_draining[name]}")
         out.append(f"pods that handed Raft leadership over in lame duck: "
                    f"{', '.join(self.handed_over)}")
-        out.append(f"acked during the roll: {self.acked_during_roll} "
-                   f"(publish retries {self.publish_errors_during_roll}; the publisher was on "
-                   f"{' -> '.join(self.servers_used_during_roll)})")
+        moves = "; ".join(" -> ".join(used) for used in self.servers_used_during_roll)
+        out.append(f"acked during the roll: {self.acked_during_roll} (publish retries "
+                   f"{self.publish_errors_during_roll}; the publishers moved {moves})")
         out.append(f"total acked {self.total_acked}; lost {self.lost}; stored twice "
                    f"{self.duplicates}; copies checked {self.copies_checked}")
         out.append(f"rehearsal took {self.elapsed:.1f}s")
@@ -170,42 +173,61 @@ async def rehearse(pods: Pods, scale: Scale, say: Callable[[str], None]) -> Repo
     during = Publisher([p.client_url for p in others])
     await during.run(scale.while_cut, first=len(acked))
     acked.update(during.acked)
-    assert cut.running(), f"{cut.name} died while cut off"
     say(f"  {len(during.acked)} more acked through {', '.join(p.name for p in others)} "
         f"while {cut.name} was cut off")
+    # Cut off long enough to notice: its full health check fails (no meta leader in reach).
+    full = Probe("/healthz", t.startup.port, 1, 1, t.startup.timeout)
+    await _until_async(lambda: in_thread(pods.probe_on_node, cut, full), lambda s: s != 200,
+                       scale.ready_timeout, f"{cut.name} to notice it is cut off")
+    live = await in_thread(pods.probe_on_node, cut, t.liveness)
+    assert cut.running() and live == 200, \
+        f"{cut.name}'s liveness failed ({live}) while cut off: Kubernetes would restart it"
+    report.while_cut = {"full /healthz": await in_thread(pods.probe_on_node, cut, full),
+                        "liveness": live,
+                        "readiness": await in_thread(pods.probe_on_node, cut, t.readiness)}
+    say(f"  {cut.name} cut off, as its kubelet sees it: {report.while_cut}")
     pods.restore_link(cut)
     restored = time.monotonic()
-    live = pods.probe(cut, t.liveness)
-    assert live == 200, f"{cut.name}'s liveness failed ({live}) after the partition: " \
-                        "Kubernetes would restart it"
     await _wait_copy(pods, cut, max(acked.values()), scale.ready_timeout)
     report.catch_up_after_link = time.monotonic() - restored
     say(f"  link restored; {cut.name} stayed live and caught up to seq {max(acked.values())} "
         f"in {report.catch_up_after_link:.1f}s")
 
-    # 5. Roll every pod through lame duck, highest ordinal first, under a publisher.
+    # 5. Roll every pod through lame duck, highest ordinal first, under publishers: one
+    # connected to each pod first (as the client Service spreads them), each free to move.
     stop_publishing = asyncio.Event()
-    roller = Publisher([p.client_url for p in pods.pods], give_up_after=300.0)
-    publishing = asyncio.ensure_future(roller.run(10**9, first=len(acked),
-                                                  until=stop_publishing))
-    await _until(lambda: len(roller.acked) >= 100, 30, "the rolling publisher to get going")
-    say("rolling update under load (preStop lame duck, SIGTERM, start, startup + readiness)")
+    urls = [p.client_url for p in pods.pods]
+    rollers = [Publisher(urls[k:] + urls[:k], give_up_after=300.0, randomize=False)
+               for k in range(len(urls))]
+    publishing = [asyncio.ensure_future(roller.run(PUBLISHER_RANGE // 2,
+                                                   first=(k + 1) * PUBLISHER_RANGE,
+                                                   until=stop_publishing))
+                  for k, roller in enumerate(rollers)]
+
+    def rolled() -> int:
+        return sum(len(roller.acked) for roller in rollers)
+
+    await _until(lambda: rolled() >= 100, 30, "the publishers to get going")
+    say(f"rolling update under load ({len(rollers)} publishers, one on each pod; preStop lame "
+        "duck, SIGTERM, start, startup + readiness)")
     for pod in reversed(pods.pods):
-        await _roll_one(pods, pod, report, scale, say, roller)
-    after_roll = len(roller.acked)
-    await _until(lambda: len(roller.acked) >= after_roll + 100, 30,
-                 "the publisher to go on after the roll")
+        await _roll_one(pods, pod, report, scale, say, rolled)
+    after_roll = rolled()
+    await _until(lambda: rolled() >= after_roll + 100, 30,
+                 "the publishers to go on after the roll")
     stop_publishing.set()
-    await publishing
-    acked.update(roller.acked)
-    report.acked_during_roll = len(roller.acked)
-    report.publish_errors_during_roll = roller.errors
-    report.servers_used_during_roll = _collapse(roller.servers_used)
+    await asyncio.gather(*publishing)
+    for roller in rollers:
+        acked.update(roller.acked)
+    report.acked_during_roll = rolled()
+    report.publish_errors_during_roll = sum(roller.errors for roller in rollers)
+    report.servers_used_during_roll = [_collapse(roller.servers_used) for roller in rollers]
     # The meta group has a leader, so some pod led it when it drained and had to hand it over.
     assert report.handed_over, "no pod handed Raft leadership over in lame duck"
-    say(f"  {len(roller.acked)} acked while rolling; the publisher used "
-        f"{' -> '.join(report.servers_used_during_roll)}")
-    assert len(set(report.servers_used_during_roll)) >= 2, "the publisher never moved"
+    say(f"  {rolled()} acked while rolling; the publishers moved "
+        f"{'; '.join(' -> '.join(used) for used in report.servers_used_during_roll)}")
+    for k, used in enumerate(report.servers_used_during_roll):
+        assert len(set(used)) >= 2, f"publisher {k} never left {used[0]}, which was rolled"
 
     # 6. Every copy from its volume.
     last = max(acked.values())
@@ -230,10 +252,10 @@ async def rehearse(pods: Pods, scale: Scale, say: Callable[[str], None]) -> Repo
 
 
 async def _roll_one(pods: Pods, pod: Pod, report: Report, scale: Scale,
-                    say: Callable[[str], None], roller: Publisher) -> None:
+                    say: Callable[[str], None], acked: Callable[[], int]) -> None:
     loop = asyncio.get_running_loop()
     began = time.monotonic()
-    at_start = len(roller.acked)
+    at_start = acked()
     seen: list[int] = []
     draining = asyncio.Event()
 
@@ -265,7 +287,7 @@ async def _roll_one(pods: Pods, pod: Pod, report: Report, scale: Scale,
                              "total": time.monotonic() - began}
     say(f"  {pod.name}: drained and exited in {stopped:.1f}s (readiness seen: "
         f"{report.readiness_seen_while_draining[pod.name]}), ready again after {ready:.1f}s; "
-        f"{len(roller.acked) - at_start} acked meanwhile")
+        f"{acked() - at_start} acked meanwhile")
     if "handed over leadership" in _previous_log(pod):
         report.handed_over.append(pod.name)
     else:
@@ -313,6 +335,19 @@ async def _wait_copy(pods: Pods, pod: Pod, last_seq: int, timeout: float) -> Non
             raise AssertionError(f"{pod.name}'s copy at seq {seen}, not {last_seq}, after "
                                  f"{timeout:.0f}s")
         await asyncio.sleep(0.1)
+
+
+async def _until_async(get: Callable[[], Awaitable[T]], done: Callable[[T], bool],
+                       timeout: float, what: str) -> T:
+    """Poll `get()` until `done(value)`; fail naming `what` after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not done(value := await get()):
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} "
+                                 f"(last: {value!r})")
+        await asyncio.sleep(0.1)
+    return value
 
 
 async def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
