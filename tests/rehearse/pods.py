@@ -310,13 +310,15 @@ class Pods:
 
     # Running the container
 
-    def _in_pod(self, pod: Pod, argv: list[str]) -> list[str]:
+    def _in_pod(self, pod: Pod, argv: list[str], sources: dict[str, Path] | None = None,
+                without_env: frozenset[str] = frozenset()) -> list[str]:
         """argv run as the container would run it: in the pod's network namespace, with its
-        volumes mounted, root read-only, as its user, with only its declared environment."""
+        volumes mounted, root read-only, as its user, with only its declared environment.
+        `sources` puts other folders behind some volumes; `without_env` leaves variables out."""
         t = self.template
         steps = []
         for path, volume in t.mounts:
-            source = pod.root / volume
+            source = (sources or {}).get(volume, pod.root / volume)
             steps.append(f"mount --bind {shlex.quote(str(source))} {shlex.quote(path)}")
             if path in t.read_only_mounts:
                 steps.append(f"mount -o remount,bind,ro {shlex.quote(path)}")
@@ -325,6 +327,7 @@ class Pods:
         assert self.broker_bin is not None, "build_image() first"
         env = {"PATH": f"{self.broker_bin}:/usr/local/bin:/usr/bin:/bin", **t.env}
         env.update({name: pod.name for name in t.pod_name_env})
+        env = {k: v for k, v in env.items() if k not in without_env}
         run = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
         if t.run_as is not None:
             uid, gid = t.run_as
@@ -341,6 +344,24 @@ class Pods:
             pod.process = subprocess.Popen(self._in_pod(pod, self.template.command),
                                            stdout=log, stderr=subprocess.STDOUT,
                                            start_new_session=True)
+
+    def run_broken(self, pod: Pod, config_files: dict[str, str] | None = None,
+                   without_env: frozenset[str] = frozenset(), timeout: float = 30.0
+                   ) -> tuple[int, str]:
+        """The container started once with a ConfigMap holding `config_files` instead, or
+        without some environment: (exit code, its log). For starts that must be refused."""
+        assert not pod.running(), f"{pod.name} is running"
+        sources = {}
+        if config_files is not None:
+            (volume,) = self.template.config_files
+            folder = pod.root / f"{volume}-broken"
+            folder.mkdir(exist_ok=True)
+            for name, text in config_files.items():
+                (folder / name).write_text(text)
+            sources[volume] = folder
+        done = subprocess.run(self._in_pod(pod, self.template.command, sources, without_env),
+                              capture_output=True, text=True, timeout=timeout)
+        return done.returncode, done.stdout + done.stderr
 
     def kill(self, pod: Pod) -> None:
         """The node dies under the pod: SIGKILL, no preStop."""

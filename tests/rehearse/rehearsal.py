@@ -61,6 +61,7 @@ class Scale:
 
 @dataclass
 class Report:
+    refused_starts: dict[str, str] = field(default_factory=dict)  # mistake -> the log's words
     ready_at_start: dict[str, float] = field(default_factory=dict)
     restart_after_kill: float = 0.0
     catch_up_after_link: float = 0.0
@@ -79,7 +80,9 @@ class Report:
     elapsed: float = 0.0
 
     def lines(self) -> list[str]:
-        out = ["time to ready at start: " + ", ".join(
+        out = [f"{what}: refused at start: {words}" for what, words in
+               self.refused_starts.items()]
+        out += ["time to ready at start: " + ", ".join(
             f"{k} {v:.1f}s" for k, v in self.ready_at_start.items())]
         out.append(f"kill and restart on its volume: ready again in {self.restart_after_kill:.1f}s")
         out.append(f"link cut: probes on its node {self.while_cut}; restored: caught up "
@@ -118,6 +121,12 @@ async def rehearse(pods: Pods, scale: Scale, say: Callable[[str], None]) -> Repo
         return await loop.run_in_executor(None, fn, *args)
 
     pods.build_image()
+
+    # 0. What a mistake looks like: refused at start, in the pod's log, naming file, line, key.
+    refused = _refused_starts(pods)
+    for what, line in refused.items():
+        say(f"{what}: refused at start, the pod's log says: {line}")
+    report.refused_starts = refused
 
     # 1. Start all three at once.
     say(f"starting {t.replicas} pods ({', '.join(p.name for p in pods.pods)}) on "
@@ -249,6 +258,29 @@ async def rehearse(pods: Pods, scale: Scale, say: Callable[[str], None]) -> Repo
     report.copies_checked = len(copies)
     report.elapsed = time.monotonic() - began
     return report
+
+
+def _refused_starts(pods: Pods) -> dict[str, str]:
+    """A ConfigMap with a mistyped key, and a pod without POD_NAME: each start is refused with
+    a message naming the file (as the pod sees it), line and key, and no traceback."""
+    t = pods.template
+    pod = pods.pods[0]
+    (files,) = t.config_files.values()
+    (name, text), = ((n, c) for n, c in files.items() if n.endswith(".conf"))
+    mount = next(path for path, volume in t.mounts if volume in t.config_files)
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("listen:"))
+    lines[at] = lines[at].replace("listen:", "listne:")
+    seen = {}
+    code, log = pods.run_broken(pod, config_files={**files, name: "\n".join(lines) + "\n"})
+    expected = f'{mount}/{name}:{at + 1}:1: unknown field "listne"'
+    assert code != 0 and expected in log and "Traceback" not in log, (code, log)
+    seen["a mistyped key in the ConfigMap"] = expected
+    code, log = pods.run_broken(pod, without_env=frozenset(t.pod_name_env))
+    assert code != 0 and "'POD_NAME' can not be found" in log and "Traceback" not in log, \
+        (code, log)
+    seen["a pod without POD_NAME"] = next(line for line in log.splitlines() if "POD_NAME" in line)
+    return seen
 
 
 async def _roll_one(pods: Pods, pod: Pod, report: Report, scale: Scale,
