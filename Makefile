@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 TSTAMP  = $(VENV)/.installed-test
 
 .PHONY: run test lint bench chaos unit clean oracle
-.PHONY: deploy-tools deploy-lint image rehearse
+.PHONY: deploy-tools deploy-lint image rehearse outcomes
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -90,6 +90,12 @@ bench: $(TSTAMP)
 CHAOS_ROUNDS ?= 30
 chaos: $(TSTAMP)
 	$(PY) -m tests.chaos --rounds $(CHAOS_ROUNDS)
+
+# Truthful publish outcomes: writers without retries under pause / kill / partition / stepdown
+# of the stream leader; counts lost, fail-but-stored, answered twice, stored twice.
+OUTCOME_ROUNDS ?= 16
+outcomes: $(TSTAMP)
+	$(PY) -m tests.chaos.outcomes --rounds $(OUTCOME_ROUNDS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info $(TOOLS)

@@ -269,7 +269,7 @@ class ClusterApi:
         return info
 
     async def stream_purge(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                           reply: bytes) -> dict[str, Any]:
+                           reply: bytes) -> dict[str, Any] | None:
         replica = self.cluster.streams.get(tokens[-1])
         if replica is None:
             return await self.api.stream_purge(tokens, request, body)
@@ -279,7 +279,7 @@ class ClusterApi:
         return _result(result)
 
     async def msg_delete(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                         reply: bytes) -> dict[str, Any]:
+                         reply: bytes) -> dict[str, Any] | None:
         replica = self.cluster.streams.get(tokens[-1])
         if replica is None:
             return await self.api.msg_delete(tokens, request, body)
@@ -461,7 +461,11 @@ class ClusterApi:
             self.server.publish_internal(reply, payload=json.dumps(info).encode())
 
 
-def _result(result: dict[str, Any]) -> dict[str, Any]:
+def _result(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A replicated request's result as the answer: None (no answer) when its fate is open,
+    see `ingest`."""
+    if result is None:
+        return None
     error = result.get("error")
     if error:
         raise ApiError(error["code"], error["err_code"], error["description"])

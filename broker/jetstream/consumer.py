@@ -473,8 +473,12 @@ class Consumer:
         self.signal()
 
     def _ack_reply(self, reply: bytes) -> Callable[[BaseException | None], None]:
+        """An ack with a reply (AckSync) is confirmed once the ack is durable (synced, or
+        committed by the consumer's group); if it is not, the confirmation would be false, so
+        nothing is sent and the client's timeout lets it ack again."""
         def send(error: BaseException | None) -> None:
-            self.server.publish_internal(reply)
+            if error is None:
+                self.server.publish_internal(reply)
         return send
 
     def _ack(self, sseq: int) -> None:

@@ -11,6 +11,8 @@ A snapshot (taken after a store sync) records the stream's last sequence at an a
 after a restart the store is cut back to that sequence and the log after it is applied again,
 so the store always equals "snapshot + log". A replica whose store lacks messages the snapshot
 covers copies them from a peer first (`catchup`), holding back later entries meanwhile.
+
+Who answers a publish, and when it gets no answer at all, is `ingest`'s table of outcomes.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from broker.gotime import now_ns
 from broker.jetstream import catchup, errors, streamops
 from broker.jetstream.errors import ApiError
 from broker.jetstream.groups import best_successor
+from broker.jetstream.ingest import Answers, Ingest, Message
 from broker.jetstream.streamops import Origin
 from broker.log import logger
 from raft.driver import ProposalFailed, RaftDriver
@@ -42,13 +45,10 @@ if TYPE_CHECKING:
     from broker.jetstream.stream import Stream
     from broker.sublist import Subscription
 
-MAX_BATCH_MSGS = 2048
-MAX_BATCH_BYTES = 4 << 20
 # Applied messages between snapshots (bounds the replay at a restart); tests lower it to make
 # a lagging replica need a snapshot.
 SNAPSHOT_MSGS = int(os.environ.get("BROKER_STREAM_SNAPSHOT_MSGS", "100000"))
 SNAPSHOT_SECONDS = 30.0
-PENDING_EXPIRY = 30.0  # forget replies of proposals that never came back
 
 
 class StreamReplica:
@@ -65,10 +65,9 @@ class StreamReplica:
         self.leader_since = 0
         self.epoch = b""  # drawn at each election won; names this leader's proposals
         self._number = 0
-        self._pending: dict[Origin, tuple[float, Any]] = {}  # replies or futures per proposal
-        self._batch: list[tuple[bytes, bytes, bytes, int]] = []
-        self._batch_replies: list[bytes] = []
-        self._batch_bytes = 0
+        # The batch being gathered and the proposals waiting for their entries: replies of
+        # publishes, or the futures of purge and delete requests (None: unanswered).
+        self._ingest_state: Ingest[asyncio.Future[dict[str, Any] | None]] = Ingest()
         self._flush_scheduled = False
         self._ingest: list[Subscription] = []
         self._serving: Subscription | None = None
@@ -97,7 +96,14 @@ class StreamReplica:
             self.server.unsubscribe_internal(self._serving)
             self._serving = None
         await self.cluster.groups.close(self.group, destroy=destroy)
-        self._fail_pending(errors.stream_not_found() if destroy else _unavailable())
+        deleted = errors.stream_not_found() if destroy else None
+        answers, requests = self._ingest_state.stopped(
+            self.stream.pub_error(deleted) if deleted else None)
+        for reply, payload in answers:
+            self._reply(reply, payload)
+        for request in requests:
+            if not request.done():
+                request.set_result({"error": deleted.to_json()} if deleted else None)
 
     # Raft application
 
@@ -118,13 +124,16 @@ class StreamReplica:
             logger.error("JetStream stream %s: undecodable entry %d skipped: %s", self.label,
                          entry.index, exc)
             return
-        waiting = self._pending.pop(op.origin, None)
+        waiting = self._ingest_state.applied(op.origin)
         if op.kind == streamops.MSGS:
-            self._apply_msgs(op.msgs or [], waiting[1] if waiting else None)
+            answers = waiting if isinstance(waiting, Answers) else None
+            self._apply_msgs(op.msgs or [], answers.replies if answers else None)
+            for reply, payload in answers.refused if answers else ():
+                self._reply(reply, payload)  # committed: we led when they were refused
         else:
             result = self._apply_request(op.kind, op.request or {})
-            if waiting is not None and not waiting[1].done():
-                waiting[1].set_result(result)
+            if isinstance(waiting, asyncio.Future) and not waiting.done():
+                waiting.set_result(result)
         stream = self.stream
         stream.on_durable(stream.store.last_seq)
         self._maybe_snapshot()
@@ -293,7 +302,8 @@ class StreamReplica:
         for sub in self._ingest:
             self.server.unsubscribe_internal(sub)
         self._ingest = []
-        self._flush()  # whatever was batched fails fast (not leader)
+        # Not proposed, and the new leader may have the same messages: no answer (see ingest).
+        self._ingest_state.drop_batch()
         self.cluster.stream_leader_changed(self)
 
     # Ingest (leader)
@@ -308,31 +318,31 @@ class StreamReplica:
         try:
             self.js.check_limits(stream, len(payload))
         except ApiError as exc:
-            self._reply(ack, stream.pub_error(exc))
-            return
-        self._batch.append((subject, header, data, now_ns()))
-        self._batch_replies.append(ack)
-        self._batch_bytes += len(subject) + len(payload)
-        if len(self._batch) >= MAX_BATCH_MSGS or self._batch_bytes >= MAX_BATCH_BYTES:
-            self._flush()
-        elif not self._flush_scheduled:
+            self._ingest_state.refuse(ack, stream.pub_error(exc))
+        else:
+            if self._ingest_state.add(Message(subject, header, data, now_ns()), ack):
+                self._flush()
+                return
+        if not self._flush_scheduled:
             self._flush_scheduled = True
             self.server.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if not self._batch:
-            return
-        batch, replies = self._batch, self._batch_replies
-        self._batch, self._batch_replies, self._batch_bytes = [], [], 0
         if not self.leader or self.driver is None:
-            self._fail_replies(replies, _unavailable())
+            self._ingest_state.drop_batch()  # no answer: see ingest's table
+            return
+        batch = self._ingest_state.take()
+        if batch is None:
             return
         origin = self._origin()
-        self._pending[origin] = (time.monotonic(), replies)
-        future = self.driver.propose(streamops.encode_msgs(origin, batch))
+        self._ingest_state.proposed(origin, batch)
+        self._propose(origin, streamops.encode_msgs(origin, batch.msgs))
+
+    def _propose(self, origin: Origin, entry: bytes) -> None:
+        assert self.driver is not None
+        future = self.driver.propose(entry)
         future.add_done_callback(lambda f: self._proposal_done(origin, f))
-        self._expire_pending()
 
     def _origin(self) -> Origin:
         self._number += 1
@@ -342,46 +352,23 @@ class StreamReplica:
         error = future.exception()
         if error is None:
             return
-        if isinstance(error, ProposalFailed) and error.indeterminate:
-            return  # it may still commit: the replies stay until it is applied or expires
-        waiting = self._pending.pop(origin, None)
-        if waiting is None:
-            return
-        if isinstance(waiting[1], list):
-            self._fail_replies(waiting[1], _unavailable())
-        elif not waiting[1].done():
-            waiting[1].set_exception(_unavailable())
+        may_commit = isinstance(error, ProposalFailed) and error.indeterminate
+        request = self._ingest_state.failed(origin, may_commit)
+        if request is not None and not request.done():
+            request.set_result(None)  # no answer: see ingest's table
 
-    def _fail_replies(self, replies: list[bytes], error: ApiError) -> None:
-        payload = self.stream.pub_error(error)
-        for reply in replies:
-            self._reply(reply, payload)
-
-    def _fail_pending(self, error: ApiError) -> None:
-        pending, self._pending = self._pending, {}
-        for _, waiting in pending.values():
-            if isinstance(waiting, list):
-                self._fail_replies(waiting, error)
-            elif not waiting.done():
-                waiting.set_exception(error)
-
-    def _expire_pending(self) -> None:
-        if len(self._pending) < 1024:
-            return
-        cutoff = time.monotonic() - PENDING_EXPIRY
-        for origin in [o for o, (at, _) in self._pending.items() if at < cutoff]:
-            del self._pending[origin]
-
-    def propose_request(self, kind: int, request: dict[str, Any]) -> Awaitable[dict[str, Any]]:
-        """A purge or delete through the log; the result once applied here."""
-        if not self.leader or self.driver is None:
-            raise _unavailable()
+    def propose_request(self, kind: int, request: dict[str, Any]
+                        ) -> Awaitable[dict[str, Any] | None]:
+        """A purge or delete through the log: the result once applied here, or None when it
+        gets no answer (not the leader, or the proposal failed: see ingest's table)."""
         loop = asyncio.get_running_loop()
-        result: asyncio.Future[dict[str, Any]] = loop.create_future()
+        result: asyncio.Future[dict[str, Any] | None] = loop.create_future()
+        if not self.leader or self.driver is None:
+            result.set_result(None)
+            return result
         origin = self._origin()
-        self._pending[origin] = (time.monotonic(), result)
-        future = self.driver.propose(streamops.encode_request(kind, origin, request))
-        future.add_done_callback(lambda f: self._proposal_done(origin, f))
+        self._ingest_state.requested(origin, result)
+        self._propose(origin, streamops.encode_request(kind, origin, request))
         return result
 
     def step_down(self) -> None:
@@ -401,8 +388,3 @@ class StreamReplica:
 def peer_hash(name: str) -> str:
     """nats-server's short peer id: the first 8 characters of the base64 SHA-256 of the name."""
     return base64.b64encode(hashlib.sha256(name.encode()).digest()).decode()[:8]
-
-
-def _unavailable() -> ApiError:
-    return ApiError(503, 10008, "JetStream system temporarily unavailable")
-
