@@ -37,13 +37,19 @@ class Outbox:
             self.send(server, reply, payload)
 
 
+def propose(ingest: Ingest, epoch: bytes, number: int = 1) -> Origin:
+    """What the leader's flush does: take the batch and propose it as one entry."""
+    batch = ingest.take()
+    assert batch is not None
+    origin = Origin(epoch, number)
+    ingest.proposed(origin, batch)
+    return origin
+
+
 def new_leader_stores(outbox: Outbox) -> None:
     new: Ingest[object] = Ingest()
     new.add(M, REPLY)
-    batch = new.take()
-    assert batch is not None
-    origin = Origin(b"new-lead", 1)
-    new.proposed(origin, batch)
+    origin = propose(new, b"new-lead")
     answers = new.applied(origin)  # committed on a quorum, applied: stored at seq 1
     assert isinstance(answers, Answers)
     outbox.apply("new", answers, b"+ack seq 1")
@@ -64,10 +70,7 @@ def test_stale_leaders_refused_or_overwritten_proposal_says_nothing():
         outbox = Outbox()
         stale: Ingest[object] = Ingest()
         stale.add(M, REPLY)
-        batch = stale.take()
-        assert batch is not None
-        origin = Origin(b"stalelea", 7)
-        stale.proposed(origin, batch)
+        origin = propose(stale, b"stalelea", 7)
         new_leader_stores(outbox)
         # Its entry was overwritten by the new leader's (definite for this entry, but the
         # message itself was taken by the new leader), or its fate is still open.
@@ -79,10 +82,7 @@ def test_proposal_that_may_still_commit_is_answered_if_applied_after_all():
     outbox = Outbox()
     ingest: Ingest[object] = Ingest()
     ingest.add(M, REPLY)
-    batch = ingest.take()
-    assert batch is not None
-    origin = Origin(b"leader01", 1)
-    ingest.proposed(origin, batch)
+    origin = propose(ingest, b"leader01")
     assert ingest.failed(origin, may_still_commit=True) is None
     outbox.apply("leader", ingest.applied(origin), b"+ack seq 1")  # committed by the next one
     assert outbox.sent == {REPLY: [("leader", b"+ack seq 1")]}
@@ -92,10 +92,8 @@ def test_refusal_before_proposing_is_answered_only_once_its_batch_commits():
     outbox = Outbox()
     ingest: Ingest[object] = Ingest()
     ingest.refuse(REPLY, REFUSED)
-    batch = ingest.take()
-    assert batch is not None and batch.msgs == [], "a batch of refusals only is still proposed"
-    origin = Origin(b"leader01", 1)
-    ingest.proposed(origin, batch)
+    assert ingest.batch.msgs == [] and ingest.batch, "a batch of refusals only is proposed too"
+    origin = propose(ingest, b"leader01")
     assert outbox.sent == {}, "nothing before the entry commits"
     outbox.apply("leader", ingest.applied(origin), b"")
     assert outbox.sent == {REPLY: [("leader", REFUSED)]}
@@ -110,9 +108,7 @@ def test_stopping_answers_only_when_the_stream_was_deleted():
     for deleted in (None, b"stream not found"):
         ingest: Ingest[str] = Ingest()
         ingest.add(M, REPLY)
-        batch = ingest.take()
-        assert batch is not None
-        ingest.proposed(Origin(b"leader01", 1), batch)
+        propose(ingest, b"leader01")
         ingest.requested(Origin(b"leader01", 2), "purge waiter")
         ingest.add(M, b"_INBOX.abc.3")  # gathered, not yet proposed
         answers, requests = ingest.stopped(deleted)
