@@ -48,19 +48,20 @@ def run_tool(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]
     return subprocess.run(args, capture_output=True, text=True, timeout=120, **kwargs)
 
 
+def _rendered(path: str) -> list[dict[str, Any]]:
+    try:
+        return render(path)
+    except KustomizeMissing as exc:
+        pytest.skip(str(exc))
+
+
 @pytest.fixture(scope="session")
 def base() -> list[dict[str, Any]]:
     """`kustomize build deploy/`."""
-    try:
-        return render("deploy")
-    except KustomizeMissing as exc:
-        pytest.skip(str(exc))
+    return _rendered("deploy")
 
 
 @pytest.fixture(scope="session")
 def monitoring() -> list[dict[str, Any]]:
     """`kustomize build deploy/monitoring/`."""
-    try:
-        return render("deploy/monitoring")
-    except KustomizeMissing as exc:
-        pytest.skip(str(exc))
+    return _rendered("deploy/monitoring")
