@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from broker.subject import subject_matches
+from common.subjects import subject_matches
 from config.options import Options, Permissions
 
 

@@ -16,8 +16,8 @@ from broker import protocol
 from broker.auth import Identity, PermissionChecker
 from broker.log import logger, trace, tracing
 from broker.protocol import CONNECT, ERR, FATAL, PING, PONG, PUB, SUB, UNSUB
-from broker.subject import is_valid_literal_subject, is_valid_subject
 from broker.sublist import Subscription
+from common.subjects import is_valid_literal_subject, is_valid_subject
 
 if TYPE_CHECKING:
     from broker.server import Server

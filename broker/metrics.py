@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, TypeVar
 
-from broker.gotime import parse_ns
+from common.gotime import parse_ns
 from raft.state import Role, Status
 
 NANOS = 1_000_000_000

@@ -15,11 +15,11 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from broker.gotime import ZERO_TIME, format_ns
-from broker.gotime import format_duration as go_duration
 from broker.log import logger
 from broker.metrics import JetStreamSummary, render_metrics
 from broker.version import PROTO, RUNTIME, SERVER_VERSION
+from common.gotime import ZERO_TIME, format_ns
+from common.gotime import format_duration as go_duration
 
 if TYPE_CHECKING:
     from broker.client import ClientConnection

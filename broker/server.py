@@ -23,9 +23,9 @@ from broker import routeproto as rp
 from broker.auth import Authenticator
 from broker.client import CLIENT_PROTO_INFO, ClientConnection, ClosedReason
 from broker.log import logger, set_levels
-from broker.subject import subject_matches
 from broker.sublist import InternalHandler, MatchResult, Sublist, Subscription, msg_start
 from broker.version import PROTO, RUNTIME, SERVER_VERSION
+from common.subjects import subject_matches
 from config.options import RANDOM_PORT, Options
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from broker.subject import FWC, PWC, is_literal, subject_matches
+from common.subjects import FWC, PWC, is_literal, subject_matches
 
 CACHE_MAX = 1024
 CACHE_SWEEP = CACHE_MAX // 4

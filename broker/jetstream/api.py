@@ -16,7 +16,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from broker import headers as h
-from broker.gotime import format_ns, now_ns
 from broker.jetstream import errors
 from broker.jetstream.clusterapi import IGNORE, LATER, LEADERLESS_DELAY, ClusterApi
 from broker.jetstream.consumerconfig import ConsumerConfig
@@ -24,7 +23,8 @@ from broker.jetstream.errors import ApiError
 from broker.jetstream.jsondecode import decode, parse_json, unknown_fields_error
 from broker.jetstream.streamconfig import StreamConfig, is_valid_name
 from broker.log import logger
-from broker.subject import subjects_collide
+from common.gotime import format_ns, now_ns
+from common.subjects import subjects_collide
 from storage import CorruptRecord, StoredMessage
 
 if TYPE_CHECKING:

@@ -20,7 +20,6 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from broker.gotime import format_ns, now_ns
 from broker.jetstream import meta
 from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.consumerreplica import ConsumerReplica
@@ -30,6 +29,7 @@ from broker.jetstream.meta import Change, ConsumerAssignment, MetaState, StreamA
 from broker.jetstream.replica import StreamReplica, peer_hash
 from broker.jetstream.streamconfig import StreamConfig
 from broker.log import logger
+from common.gotime import format_ns, now_ns
 from raft.driver import RaftDriver
 from raft.messages import Entry, EntryType
 from raft.state import SnapshotMeta

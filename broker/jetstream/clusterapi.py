@@ -21,7 +21,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from broker.gotime import now_ns
 from broker.jetstream import errors, meta, streamops
 from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.engine import check_overlap, plan_consumer, plan_stream
@@ -29,7 +28,8 @@ from broker.jetstream.errors import ApiError
 from broker.jetstream.groups import best_successor
 from broker.jetstream.meta import ConsumerAssignment, StreamAssignment
 from broker.jetstream.streamconfig import StreamConfig
-from broker.subject import subjects_collide
+from common.gotime import now_ns
+from common.subjects import subjects_collide
 
 if TYPE_CHECKING:
     from broker.jetstream.api import JetStreamApi

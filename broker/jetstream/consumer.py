@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from broker import headers as h
-from broker.gotime import format_ns, now_ns, parse_go_duration
 from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.consumerstate import (
     ACK,
@@ -33,7 +32,8 @@ from broker.jetstream.consumerstate import (
     ConsumerState,
 )
 from broker.log import logger
-from broker.subject import subject_matches
+from common.gotime import format_ns, now_ns, parse_go_duration
+from common.subjects import subject_matches
 from storage import CorruptRecord, StoredMessage, StoreError
 
 if TYPE_CHECKING:

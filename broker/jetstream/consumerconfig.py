@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from broker.gotime import format_ns, parse_ns
 from broker.jetstream import errors
 from broker.jetstream.errors import ApiError
 from broker.jetstream.jsondecode import (
@@ -23,7 +22,8 @@ from broker.jetstream.jsondecode import (
     json_field,
 )
 from broker.jetstream.streamconfig import MAX_DESCRIPTION_LEN, MAX_METADATA_LEN, StreamConfig
-from broker.subject import is_literal, is_subset, is_valid_subject, subjects_collide
+from common.gotime import format_ns, parse_ns
+from common.subjects import is_literal, is_subset, is_valid_subject, subjects_collide
 
 NANOS = 1_000_000_000
 DEFAULT_ACK_WAIT = 30 * NANOS

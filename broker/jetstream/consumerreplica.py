@@ -18,9 +18,9 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from broker.gotime import now_ns
 from broker.jetstream.consumerstate import ACK, ACK_ALL, TERM, ConsumerState
 from broker.log import logger
+from common.gotime import now_ns
 from raft.driver import RaftDriver
 from raft.messages import Entry, EntryType
 from raft.state import SnapshotMeta

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from broker.gotime import format_ns, now_ns
 from broker.jetstream import errors
 from broker.jetstream.commit import GroupCommit, Watcher
 from broker.jetstream.consumer import Consumer, nuid
@@ -25,7 +24,8 @@ from broker.jetstream.errors import ApiError
 from broker.jetstream.stream import Stream, store_config
 from broker.jetstream.streamconfig import StreamConfig
 from broker.log import logger
-from broker.subject import subjects_collide
+from common.gotime import format_ns, now_ns
+from common.subjects import subjects_collide
 from storage import FileStore, MemoryStore, StoreError, StoreFull, durable
 from storage.durable import read_checked, write_checked
 from storage.statelog import MemoryStateLog, StateLog

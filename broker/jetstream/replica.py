@@ -26,13 +26,13 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from broker.gotime import now_ns
 from broker.jetstream import catchup, errors, streamops
 from broker.jetstream.errors import ApiError
 from broker.jetstream.groups import best_successor
 from broker.jetstream.ingest import Answers, Ingest, Message
 from broker.jetstream.streamops import Origin
 from broker.log import logger
+from common.gotime import now_ns
 from raft.driver import ProposalFailed, RaftDriver
 from raft.log import RaftLog
 from raft.messages import Entry, EntryType

@@ -16,11 +16,11 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from broker import headers as h
-from broker.gotime import format_ns, parse_go_duration
 from broker.jetstream import errors
 from broker.jetstream.dedupe import Dedupe
 from broker.jetstream.errors import ApiError
 from broker.jetstream.streamconfig import StreamConfig
+from common.gotime import format_ns, parse_go_duration
 from storage.store import ALL, MessageStore, StoreConfig, StoredMessage
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from broker.jetstream.jsondecode import (
     UINT,
     json_field,
 )
-from broker.subject import is_subset, is_valid_subject, subject_matches, subjects_collide
+from common.subjects import is_subset, is_valid_subject, subject_matches, subjects_collide
 
 NANOS = 1_000_000_000
 MAX_NAME_LEN = 255

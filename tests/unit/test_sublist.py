@@ -6,13 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.subject import (
+from broker.sublist import Sublist, Subscription
+from common.subjects import (
     is_valid_literal_subject,
     is_valid_subject,
     subject_matches,
     subjects_collide,
 )
-from broker.sublist import Sublist, Subscription
 
 
 def names(result) -> set[bytes]:

@@ -68,20 +68,40 @@ def format_duration(seconds: float) -> str:
     return out + f"{secs}s"
 
 
+# Go's time.ParseDuration units, in nanoseconds.
+DURATION_UNITS = {"ns": 1, "us": 1_000, "\u00b5s": 1_000, "\u03bcs": 1_000, "ms": 1_000_000,
+                  "s": NANOS, "m": 60 * NANOS, "h": 3600 * NANOS}
+_DURATION_PART = re.compile(r"(\d*)(?:\.(\d*))?([^\d.]*)")
+
+
 def parse_go_duration(text: str) -> int:
-    """A Go duration string (`1h30m`, `500ms`, `1.5s`) to nanoseconds; ValueError if bad."""
-    units = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": NANOS, "m": 60 * NANOS,
-             "h": 3600 * NANOS}
-    text = text.strip()
-    if text in ("0", ""):
-        if text == "":
-            raise ValueError("empty duration")
+    """A Go duration (`1h30m`, `500ms`, `1.5s`, `-2s`, `0`) to nanoseconds, exactly as Go's
+    time.ParseDuration reads it: decimal numbers, each with an optional fraction and a required
+    unit (ns, us, µs, ms, s, m, h). ValueError with Go's own message otherwise."""
+    original = text
+    sign = 1
+    if text[:1] in ("-", "+"):
+        sign = -1 if text[0] == "-" else 1
+        text = text[1:]
+    if text == "0":
         return 0
-    sign = -1 if text.startswith("-") else 1
-    rest = text.lstrip("+-")
-    total = 0.0
-    for number, unit in re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", rest):
-        total += float(number) * units[unit]
-    if not re.fullmatch(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+", rest):
-        raise ValueError(f"invalid duration {text!r}")
-    return sign * int(total)
+    if not text:
+        raise ValueError(f'time: invalid duration "{original}"')
+    total = 0
+    while text:
+        match = _DURATION_PART.match(text)
+        assert match is not None  # every part of the pattern is optional
+        whole, fraction, unit = match.group(1), match.group(2), match.group(3)
+        if not whole and not fraction:
+            raise ValueError(f'time: invalid duration "{original}"')
+        if not unit:
+            raise ValueError(f'time: missing unit in duration "{original}"')
+        # A unit runs until the next digit or dot: "1h30m" -> "h", then "30m".
+        if unit not in DURATION_UNITS:
+            raise ValueError(f'time: unknown unit "{unit}" in duration "{original}"')
+        scale = DURATION_UNITS[unit]
+        total += int(whole or "0") * scale
+        if fraction:
+            total += int(fraction) * scale // 10 ** len(fraction)
+        text = text[match.end():]
+    return sign * total

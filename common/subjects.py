@@ -1,11 +1,14 @@
 """Subject syntax: tokens separated by `.`, `*` matches one token, `>` one or more trailing ones.
 
-Subjects travel as `bytes` on the hot path (that is what the parser hands us), so every helper here
-accepts bytes. Validation follows nats-server's sublist rules: no empty tokens, no whitespace, and a
+Subjects travel as `bytes` on the broker's hot path (that is what the parser hands us) and as `str`
+in stores and configs, so the matching helpers accept either (both arguments of one kind).
+Validation (bytes) follows nats-server's sublist rules: no empty tokens, no whitespace, and a
 `>` only as the last token.
 """
 
 from __future__ import annotations
+
+from typing import AnyStr
 
 PWC = b"*"
 FWC = b">"
@@ -35,55 +38,64 @@ def is_valid_literal_subject(subject: bytes) -> bool:
     return all(token not in (PWC, FWC) for token in subject.split(b"."))
 
 
-def is_literal(subject: bytes) -> bool:
+def _syntax(subject: str | bytes) -> tuple[str, str, str] | tuple[bytes, bytes, bytes]:
+    """(separator, one-token wildcard, tail wildcard) in the subject's own type."""
+    return (".", "*", ">") if isinstance(subject, str) else (b".", PWC, FWC)
+
+
+def is_literal(subject: AnyStr) -> bool:
     """True when no token is a wildcard (the subject can only match itself)."""
-    if b"*" not in subject and b">" not in subject:
+    sep, pwc, fwc = _syntax(subject)
+    if pwc not in subject and fwc not in subject:  # type: ignore[operator]
         return True
-    return all(token not in (PWC, FWC) for token in subject.split(b"."))
+    return all(token not in (pwc, fwc) for token in subject.split(sep))  # type: ignore[arg-type]
 
 
-def subject_matches(pattern: bytes, subject: bytes) -> bool:
+def subject_matches(pattern: AnyStr, subject: AnyStr) -> bool:
     """Whether a literal `subject` is matched by `pattern` (which may hold wildcards)."""
-    ptoks = pattern.split(b".")
-    stoks = subject.split(b".")
+    sep, pwc, fwc = _syntax(pattern)
+    ptoks = pattern.split(sep)  # type: ignore[arg-type]
+    stoks = subject.split(sep)  # type: ignore[arg-type]
     for i, ptok in enumerate(ptoks):
-        if ptok == FWC:
+        if ptok == fwc:
             return len(stoks) > i
         if i >= len(stoks):
             return False
-        if ptok != PWC and ptok != stoks[i]:
+        if ptok != pwc and ptok != stoks[i]:
             return False
     return len(ptoks) == len(stoks)
 
 
-def is_subset(subject: bytes, pattern: bytes) -> bool:
+def is_subset(subject: AnyStr, pattern: AnyStr) -> bool:
     """Whether every subject `subject` can match is also matched by `pattern`."""
-    stoks = subject.split(b".")
-    ptoks = pattern.split(b".")
+    sep, pwc, fwc = _syntax(subject)
+    stoks = subject.split(sep)  # type: ignore[arg-type]
+    ptoks = pattern.split(sep)  # type: ignore[arg-type]
     for i, ptok in enumerate(ptoks):
-        if ptok == FWC:
+        if ptok == fwc:
             return len(stoks) > i
         if i >= len(stoks):
             return False
-        if ptok == PWC:
-            if stoks[i] == FWC:
+        if ptok == pwc:
+            if stoks[i] == fwc:
                 return False
         elif ptok != stoks[i]:
             return False
     return len(stoks) == len(ptoks)
 
 
-def subjects_collide(a: bytes, b: bytes) -> bool:
+def subjects_collide(a: AnyStr, b: AnyStr) -> bool:
     """Whether some literal subject could be matched by both patterns."""
-    atoks = a.split(b".")
-    btoks = b.split(b".")
+    sep, pwc, fwc = _syntax(a)
+    atoks = a.split(sep)  # type: ignore[arg-type]
+    btoks = b.split(sep)  # type: ignore[arg-type]
     for i in range(max(len(atoks), len(btoks))):
         if i >= len(atoks) or i >= len(btoks):
             return False
         x, y = atoks[i], btoks[i]
-        if x == FWC or y == FWC:
+        if x == fwc or y == fwc:
             return True
-        if x != y and x != PWC and y != PWC:
+        if x != y and x != pwc and y != pwc:
             return False
     return len(atoks) == len(btoks)
 
