@@ -27,17 +27,16 @@ from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, TypeVar
 
-from common.gotime import parse_ns
+from common.gotime import NANOS, parse_ns
 from raft.state import Role, Status
 
-NANOS = 1_000_000_000
 ACCOUNT = "$G"  # the one (global) account
 LEADER_NOTE = '; on a cluster, read the series with {}="true"'
 SLICE = 0.005  # seconds of scrape work between two turns of the event loop
 
 
 # The seams: what the metrics read from the server, declared here so this module imports nothing
-# above it. broker.server.Server, broker.jetstream.engine.JetStream & co. satisfy them as they are.
+# above it. broker.server.Server, broker.jetstream's JetStream & co. satisfy them as they are.
 
 JsonObject = Mapping[str, object]
 
@@ -107,9 +106,6 @@ class JetStreamView(Protocol[S]):
     def streams(self) -> Mapping[str, S]: ...
 
     @property
-    def cluster(self) -> ClusterView[S] | None: ...
-
-    @property
     def domain(self) -> str: ...
 
 
@@ -158,6 +154,11 @@ class MetricsServer(Protocol[S]):
 
     @property
     def jetstream(self) -> JetStreamView[S] | None: ...
+
+    @property
+    def jetstream_cluster(self) -> ClusterView[S] | None:
+        """The meta group and the replicated assets held here, on a cluster."""
+        ...
 
     def totals(self) -> tuple[int, int, int, int]: ...
 
@@ -224,13 +225,14 @@ async def collect(server: MetricsServer[S], summarize: Summarize,
     await slicer.turn()
     families = varz_families(server)
     js = server.jetstream
-    labels = server_labels(server, js)
+    cluster = server.jetstream_cluster
+    labels = server_labels(server, js, cluster)
     families += server_families(labels, jetstream)
     if js is not None and jetstream is not None:
         families += account_families(labels, jetstream)
-        families += await asset_families(js, server.name, labels, slicer)
-        if js.cluster is not None:
-            families += await raft_families(js.cluster, labels, slicer)
+        families += await asset_families(js, cluster, server.name, labels, slicer)
+        if cluster is not None:
+            families += await raft_families(cluster, labels, slicer)
     return families
 
 
@@ -298,10 +300,10 @@ CONSUMER_LABELS = ("consumer_name", "consumer_leader", "is_consumer_leader", "co
 RAFT_LABELS = ("raft_group", "group_kind", "stream_name", "consumer_name")
 
 
-def server_labels(server: MetricsServer[S], js: JetStreamView[S] | None) -> str:
+def server_labels(server: MetricsServer[S], js: JetStreamView[S] | None,
+                  cluster: ClusterView[S] | None) -> str:
     """The exporter's server labels; without a cluster (no meta group) this server counts as
     the meta leader, as the exporter has it when /jsz has no meta_cluster."""
-    cluster = js.cluster if js is not None else None
     if cluster is None:
         name, leader, is_leader = "", "", "true"
     else:
@@ -394,11 +396,12 @@ def consumer_values(info: JsonObject) -> tuple[Number | None, ...]:
             _int(floor, "stream_seq"), _int(floor, "consumer_seq"))
 
 
-async def asset_families(js: JetStreamView[S], server_name: str, labels: str,
+async def asset_families(js: JetStreamView[S], cluster: ClusterView[S] | None,
+                         server_name: str, labels: str,
                          slicer: Slicer) -> list[Family]:
     streams = _families("jetstream_stream_", STREAM_SERIES, "is_stream_leader")
     consumers = _families("jetstream_consumer_", CONSUMER_SERIES, "is_consumer_leader")
-    stream_info, consumer_info = _info_sources(js)
+    stream_info, consumer_info = _info_sources(cluster)
     # By name, looked up again at each step: a slice boundary may have let one be deleted.
     for name in list(js.streams):
         stream = js.streams.get(name)
@@ -419,11 +422,10 @@ async def asset_families(js: JetStreamView[S], server_name: str, labels: str,
     return streams + consumers
 
 
-def _info_sources(js: JetStreamView[S]) -> tuple[Callable[[S], JsonObject],
+def _info_sources(cluster: ClusterView[S] | None) -> tuple[Callable[[S], JsonObject],
                                                Callable[[ConsumerView], JsonObject]]:
     """The calls that build STREAM.INFO and CONSUMER.INFO's bodies, made as the API makes them
     (on a cluster with its `cluster` block and the meta group's consumer count)."""
-    cluster = js.cluster
     if cluster is not None:
         return cluster.stream_info, cluster.consumer_info
     return (lambda stream: stream.info(now=time.time_ns())), (lambda consumer: consumer.info())

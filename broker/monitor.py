@@ -12,18 +12,22 @@ import inspect
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from collections import deque
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from broker.auth import Authenticator
+from broker.client import ClientConnection
+from broker.jetstream.cluster.jetstream_cluster import JetStreamCluster
+from broker.jetstream.jetstream import JetStream, LocalStream
 from broker.log import logger
 from broker.metrics import JetStreamSummary, render_metrics
+from broker.route import RouteManager
+from broker.sublist import Sublist, Subscription
 from broker.version import PROTO, RUNTIME, SERVER_VERSION
 from common.gotime import ZERO_TIME, format_ns
 from common.gotime import format_duration as go_duration
-
-if TYPE_CHECKING:
-    from broker.client import ClientConnection
-    from broker.server import Server
+from config.options import Options
 
 MAX_REQUEST_HEAD = 16 * 1024
 PROMETHEUS_TEXT = "text/plain; version=0.0.4"
@@ -35,8 +39,38 @@ def rfc3339(ts: float) -> str:
     return format_ns(int(ts * 1e9)) if ts else ZERO_TIME
 
 
+class MonitoredServer(Protocol):
+    """What the monitoring endpoints read of the server (`broker.server.Server`)."""
+
+    options: Options
+    server_id: str
+    name: str
+    client_port: int
+    auth: Authenticator
+    start_time: float
+    config_load_time: float
+    lame_duck_mode: bool
+    ready: bool
+    clients: dict[int, ClientConnection]
+    closed_clients: deque[dict[str, Any]]
+    total_connections: int
+    slow_consumers: int
+    stale_connections: int
+    internal_publishes: int
+    sublist: Sublist
+    routes: RouteManager | None
+    jetstream: JetStream | None
+    jetstream_cluster: JetStreamCluster | None
+
+    def totals(self) -> tuple[int, int, int, int]: ...
+
+    def jetstream_ready(self) -> bool: ...
+
+    def jetstream_health(self) -> tuple[int, dict[str, Any]]: ...
+
+
 class MonitorServer:
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: MonitoredServer) -> None:
         self.server = server
         self._listener: asyncio.AbstractServer | None = None
         self._cpu_mark = (time.monotonic(), _cpu_seconds())
@@ -296,8 +330,8 @@ class MonitorServer:
         varz = self._jetstream_varz()
         body.update(varz["stats"])
         body.update({"config": varz["config"], **_stream_totals(streams)})
-        if js.cluster is not None:
-            body["meta_cluster"] = js.cluster.meta_cluster_info()
+        if s.jetstream_cluster is not None:
+            body["meta_cluster"] = s.jetstream_cluster.meta_cluster_info()
         detail = _flag(query, "streams") or _flag(query, "consumers") or _flag(query, "accounts")
         if detail:
             body["account_details"] = [{
@@ -308,11 +342,12 @@ class MonitorServer:
             }]
         return 200, body
 
-    def _stream_detail(self, stream: Any, consumers: bool, config: bool) -> dict[str, Any]:
+    def _stream_detail(self, stream: LocalStream, consumers: bool, config: bool
+                       ) -> dict[str, Any]:
         info = stream.info()
         detail: dict[str, Any] = {"name": stream.config.name, "created": info["created"],
                                   "state": info["state"]}
-        cluster = self.server.jetstream.cluster if self.server.jetstream else None
+        cluster = self.server.jetstream_cluster
         if cluster is not None:
             detail["cluster"] = cluster.stream_cluster_info(stream.config.name)
         if config:
@@ -373,7 +408,7 @@ class MonitorServer:
         return round(100.0 * (cpu - cpu_then) / (now - then), 2)
 
 
-def _stream_totals(streams: list[Any]) -> dict[str, int]:
+def _stream_totals(streams: list[LocalStream]) -> dict[str, int]:
     """/jsz's counts over the streams held here (also /metrics' jetstream_server_*)."""
     states = [st.store.state() for st in streams]
     return {"streams": len(streams),
@@ -427,7 +462,7 @@ def closed_connection_info(c: ClientConnection) -> dict[str, Any]:
     return connection_info(c)
 
 
-def _sub_info(sub: Any) -> dict[str, Any]:
+def _sub_info(sub: Subscription) -> dict[str, Any]:
     info = {"subject": sub.subject.decode(), "sid": sub.sid.decode(), "msgs": sub.delivered,
             "cid": sub.client.cid if sub.client is not None else 0}
     if sub.queue is not None:

@@ -1,5 +1,10 @@
 """The server: listeners, the set of client connections, message routing and lifecycle.
 
+The composition root: the one module that builds the parts and wires them together (client
+connections, routes, JetStream and its cluster, monitoring). Each part declares what it needs of
+the server as a Protocol in its own module (`ClientHost`, `RouteHost`, `jetstream.bus.Bus`,
+`MonitoredServer`...) and this class satisfies them; only `cli.py` and `embedded.py` import it.
+
 Routing is the hot path: `route()` matches a subject in the sublist and appends MSG frames to each
 receiving connection's outbound list; `flush()` writes every touched connection once per loop turn.
 """
@@ -16,21 +21,23 @@ import secrets
 import socket
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from broker import protocol
 from broker import routeproto as rp
 from broker.auth import Authenticator
 from broker.client import CLIENT_PROTO_INFO, ClientConnection, ClosedReason
+from broker.jetstream.api import JetStreamApi
+from broker.jetstream.bus import InterestCallback
+from broker.jetstream.cluster.jetstream_cluster import JetStreamCluster
+from broker.jetstream.jetstream import JetStream
 from broker.log import logger, set_levels
+from broker.monitor import MonitorServer, connection_info
+from broker.route import RouteManager
 from broker.sublist import InternalHandler, MatchResult, Sublist, Subscription, msg_start
 from broker.version import PROTO, RUNTIME, SERVER_VERSION
 from common.subjects import subject_matches
 from config.options import RANDOM_PORT, Options
-
-if TYPE_CHECKING:
-    from broker.jetstream.engine import JetStream
-    from broker.route import RouteManager
 
 MAX_CLOSED_CLIENTS = 10_000
 LAME_DUCK_HANDOVER = 2.0  # seconds lame duck waits for peers to take over the groups led here
@@ -82,6 +89,7 @@ class Server:
         self.lame_duck_mode = False
         self.ready = False
         self.jetstream: JetStream | None = None
+        self.jetstream_cluster: JetStreamCluster | None = None
         self.routes: RouteManager | None = None
 
         # Counters reported by /varz and /metrics; message totals live on the connections and
@@ -101,7 +109,7 @@ class Server:
         self._flush_scheduled = False
         self._info_changed_at = 0.0
         self._listener: asyncio.AbstractServer | None = None
-        self._monitor: Any = None
+        self._monitor: MonitorServer | None = None
         self._ports_file = ""
         self._stopped = asyncio.Event()
         self._shutting_down = False
@@ -109,7 +117,7 @@ class Server:
         self._lame_duck_task: asyncio.Task | None = None
         self._info_base = self._build_info_base()
         # Literal subjects whose interest someone watches (push consumers): subject -> callbacks.
-        self._interest_watchers: dict[bytes, list[Any]] = {}
+        self._interest_watchers: dict[bytes, list[InterestCallback]] = {}
         # Server-side subscriptions that peers hear about (a stream leader's subjects...).
         self._propagated: set[Subscription] = set()
 
@@ -142,24 +150,24 @@ class Server:
         logger.info("Server is ready")
 
     def _start_jetstream(self) -> None:
-        from broker.jetstream.api import JetStreamApi
-        from broker.jetstream.engine import JetStream
-
-        self.jetstream = JetStream(self)
-        JetStreamApi(self.jetstream).subscribe()
-        self.jetstream.start()
+        """JetStream on this server, joined to the cluster when routes are configured (its
+        streams and consumers are then placed by the meta group)."""
+        js = JetStream(self, self.options.jetstream)
+        cluster = None
+        if self.routes is not None:
+            cluster = JetStreamCluster(js, self.routes)
+            js.join_cluster(cluster)
+        self.jetstream, self.jetstream_cluster = js, cluster
+        JetStreamApi(js, cluster).subscribe()
+        js.start()
         self._info_base = self._build_info_base()
 
     async def _start_routes(self) -> None:
-        from broker.route import RouteManager
-
         self.routes = RouteManager(self)
         await self.routes.start()
         self._info_base = self._build_info_base()
 
     async def _start_monitor(self) -> None:
-        from broker.monitor import MonitorServer
-
         opts = self.options
         host = opts.http_host or opts.host
         port = 0 if opts.http_port == RANDOM_PORT else opts.http_port
@@ -318,8 +326,6 @@ class Server:
 
     def forget(self, client: ClientConnection) -> None:
         if self.clients.pop(client.cid, None) is not None:
-            from broker.monitor import connection_info
-
             self.closed_in_msgs += client.in_msgs
             self.closed_in_bytes += client.in_bytes
             self.closed_out_msgs += client.out_msgs
@@ -639,11 +645,11 @@ class Server:
             return any(group and group[0].queue == wanted for group in result.qsubs)
         return bool(result.psubs or result.qsubs)
 
-    def watch_interest(self, subject: bytes, callback: Any) -> None:
+    def watch_interest(self, subject: bytes, callback: InterestCallback) -> None:
         """Call `callback()` whenever a subscription that matches `subject` comes or goes."""
         self._interest_watchers.setdefault(subject, []).append(callback)
 
-    def unwatch_interest(self, subject: bytes, callback: Any) -> None:
+    def unwatch_interest(self, subject: bytes, callback: InterestCallback) -> None:
         callbacks = self._interest_watchers.get(subject, [])
         if callback in callbacks:
             callbacks.remove(callback)

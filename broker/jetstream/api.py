@@ -13,24 +13,22 @@ import base64
 import json
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from broker import headers as h
 from broker.jetstream import errors
-from broker.jetstream.clusterapi import IGNORE, LATER, LEADERLESS_DELAY, ClusterApi
+from broker.jetstream.cluster.api import IGNORE, LATER, LEADERLESS_DELAY, ClusterApi
+from broker.jetstream.cluster.jetstream_cluster import JetStreamCluster
+from broker.jetstream.consumer import Consumer
 from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.errors import ApiError
+from broker.jetstream.jetstream import JetStream, LocalStream
 from broker.jetstream.jsondecode import decode, parse_json, unknown_fields_error
 from broker.jetstream.streamconfig import StreamConfig, is_valid_name
 from broker.log import logger
 from common.gotime import format_ns, now_ns
 from common.subjects import subjects_collide
 from storage import CorruptRecord, StoredMessage
-
-if TYPE_CHECKING:
-    from broker.jetstream.consumer import Consumer
-    from broker.jetstream.engine import JetStream
-    from broker.jetstream.stream import Stream
 
 TYPE_PREFIX = "io.nats.jetstream.api.v1."
 NAMES_LIMIT = 1024
@@ -42,14 +40,14 @@ Handler = Callable[[list[str], dict[str, Any], bytes],
 
 
 class JetStreamApi:
-    def __init__(self, js: JetStream) -> None:
+    def __init__(self, js: JetStream, cluster: JetStreamCluster | None = None) -> None:
         self.js = js
-        self.server = js.server
+        self.bus = js.bus
         self._tasks: set[asyncio.Task] = set()
         js.direct_get = self.direct_get_handler
         self.cluster: ClusterApi | None = None
-        if js.cluster is not None:
-            self.cluster = ClusterApi(self, js.cluster)
+        if cluster is not None:
+            self.cluster = ClusterApi(self, cluster)
         # API subject (after the prefix) -> (response type, handler)
         self.routes: dict[str, tuple[str, Handler]] = {
             "INFO": ("account_info_response", self.account_info),
@@ -176,7 +174,7 @@ class JetStreamApi:
 
     def _respond(self, kind: str, reply: bytes, body: dict[str, Any]) -> None:
         payload = {"type": TYPE_PREFIX + kind, **body}
-        self.server.publish_internal(reply, payload=json.dumps(payload).encode())
+        self.bus.publish_internal(reply, payload=json.dumps(payload).encode())
         # Counted after answering: INFO reports the requests before it, as nats-server does.
         self.js.api_total += 1
         if "error" in body:
@@ -297,7 +295,7 @@ class JetStreamApi:
         await self._durable(stream)
         return {"success": True, "purged": purged}
 
-    async def _durable(self, stream: Stream) -> None:
+    async def _durable(self, stream: LocalStream) -> None:
         """Wait until the stream's changes so far are on disk (group commit)."""
         done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
         self.js.commit.after_sync(stream.store,
@@ -447,7 +445,7 @@ class JetStreamApi:
 
     # Direct get (raw messages, no JSON envelope)
 
-    def direct_get_handler(self, stream: Stream) -> Callable[[bytes, bytes, int, bytes], None]:
+    def direct_get_handler(self, stream: LocalStream) -> Callable[[bytes, bytes, int, bytes], None]:
         prefix_tokens = 5  # $JS.API.DIRECT.GET.<stream>
 
         def on_request(subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
@@ -458,7 +456,7 @@ class JetStreamApi:
             self._direct_get(stream, tokens[prefix_tokens:], reply, body)
         return on_request
 
-    def _direct_get(self, stream: Stream, subject_tokens: list[str], reply: bytes,
+    def _direct_get(self, stream: LocalStream, subject_tokens: list[str], reply: bytes,
                     body: bytes) -> None:
         if subject_tokens:
             if body.strip():
@@ -486,9 +484,9 @@ class JetStreamApi:
         extra = [(h.STREAM, stream.config.name), (h.SUBJECT, msg.subject),
                  (h.SEQUENCE, str(msg.seq)), (h.TIME_STAMP, format_ns(msg.ts))]
         block = h.merge(msg.hdr, extra)
-        self.server.publish_internal(reply, payload=block + msg.data, hdr=len(block))
+        self.bus.publish_internal(reply, payload=block + msg.data, hdr=len(block))
 
-    def _direct_load(self, stream: Stream, reply: bytes, seq: int, last_by: str, next_by: str
+    def _direct_load(self, stream: LocalStream, reply: bytes, seq: int, last_by: str, next_by: str
                      ) -> StoredMessage | bool | None:
         """The message, None if there is none, False if it is damaged (a status was sent)."""
         try:
@@ -499,7 +497,7 @@ class JetStreamApi:
 
     def _status(self, reply: bytes, code: str, text: str) -> None:
         block = h.build([], code, text)
-        self.server.publish_internal(reply, payload=block, hdr=len(block))
+        self.bus.publish_internal(reply, payload=block, hdr=len(block))
 
 
 # APIs whose request must be empty (checked before any JSON parsing, like nats-server).
@@ -545,7 +543,7 @@ def _msg_get_request(request: dict[str, Any]) -> tuple[int, str, str]:
     return seq, last_by, next_by
 
 
-def _load(stream: Stream, seq: int, last_by: str, next_by: str) -> StoredMessage | None:
+def _load(stream: LocalStream, seq: int, last_by: str, next_by: str) -> StoredMessage | None:
     try:
         return stream.get_message(seq, last_by, next_by)
     except CorruptRecord as exc:

@@ -8,6 +8,10 @@ the state machine and appended to the consumer's state log, so a restart replays
 
 New messages are delivered only once the stream reports them durable (`Stream.durable_seq`), so a
 consumer never sees a message that a crash could take back.
+
+What a consumer needs of JetStream is `ConsumerHost`, of its state log `ConsumerLog` (a file on
+one server, a Raft group's log on a cluster): both declared here, so this module imports nothing
+above it.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from broker import headers as h
+from broker.jetstream.bus import Bus
 from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.consumerstate import (
     ACK,
@@ -31,18 +36,55 @@ from broker.jetstream.consumerstate import (
     TERM,
     ConsumerState,
 )
+from broker.jetstream.stream import Stream
 from broker.log import logger
-from common.gotime import format_ns, now_ns, parse_go_duration
+from broker.sublist import InternalHandler, Subscription
+from common.gotime import NANOS, format_ns, now_ns, parse_go_duration
 from common.subjects import subject_matches
 from storage import CorruptRecord, StoredMessage, StoreError
 
-if TYPE_CHECKING:
-    from broker.jetstream.engine import JetStream
-    from broker.jetstream.stream import Stream
-    from broker.sublist import Subscription
+# Called with None once what was recorded is durable, or with the error that prevented it.
+DurableCallback = Callable[[BaseException | None], None]
+
+
+class ConsumerLog(Protocol):
+    """A consumer's state log: every state change is appended before it counts."""
+
+    def append(self, record: bytes) -> None: ...
+
+    def size(self) -> int: ...
+
+    def compact(self, snapshot: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def destroy(self) -> None: ...
+
+    def after_durable(self, callback: DurableCallback) -> None:
+        """Call back once everything appended so far is durable (synced, or committed)."""
+        ...
+
+
+class ConsumerHost(Protocol):
+    """What a consumer needs of JetStream on this server."""
+
+    @property
+    def bus(self) -> Bus: ...
+
+    @property
+    def domain(self) -> str: ...
+
+    @property
+    def api_prefixes(self) -> list[str]: ...
+
+    def subscribe(self, subject: str, handler: InternalHandler,
+                  queue: str | None = None) -> Subscription: ...
+
+    def consumer_inactive(self, stream: Stream[Consumer], name: str) -> None:
+        """Nobody used this ephemeral consumer for its inactive threshold: remove it."""
+        ...
 
 encode_op = ConsumerState.encode_op
-NANOS = 1_000_000_000
 FC_MAX_WINDOW = 32 * 1024 * 1024
 FC_START_WINDOW = FC_MAX_WINDOW // 16
 COMPACT_AFTER = 1 << 20  # state log bytes before a snapshot replaces it
@@ -67,8 +109,9 @@ class PullRequest:
 
 
 class Consumer:
-    def __init__(self, js: JetStream, stream: Stream, name: str, config: ConsumerConfig,
-                 created: int, state: ConsumerState, log: Any, durable_dir: str = "") -> None:
+    def __init__(self, js: ConsumerHost, stream: Stream[Consumer], name: str,
+                 config: ConsumerConfig, created: int, state: ConsumerState, log: ConsumerLog,
+                 durable_dir: str = "") -> None:
         self.js = js
         self.stream = stream
         self.name = name
@@ -77,8 +120,8 @@ class Consumer:
         self.state = state
         self.log = log
         self.durable_dir = durable_dir
-        self.server = js.server
-        self.loop = js.server.loop
+        self.bus = js.bus
+        self.loop = js.bus.loop
         self.closed = True  # until started: a replica's passive copy never is
         self.filters = config.filters
         self.acks_required = config.acks_required
@@ -122,7 +165,7 @@ class Consumer:
         self._subscribe(f"$JS.ACK.{stream_name}.{self.name}.>", self._on_ack)
         if self.is_push:
             self._subscribe(f"$JS.FC.{stream_name}.{self.name}.*", self._on_flow_control)
-            self.server.watch_interest(self.config.deliver_subject.encode(), self._interest)
+            self.bus.watch_interest(self.config.deliver_subject.encode(), self._interest)
             self.active = self._has_interest()
             if self.config.idle_heartbeat:
                 self._hb_timer = self.loop.call_later(self.config.idle_heartbeat / NANOS,
@@ -144,10 +187,10 @@ class Consumer:
             return
         self.closed = True
         for sub in self._subs:
-            self.server.unsubscribe_internal(sub)
+            self.bus.unsubscribe_internal(sub)
         self._subs.clear()
         if self.is_push:
-            self.server.unwatch_interest(self.config.deliver_subject.encode(), self._interest)
+            self.bus.unwatch_interest(self.config.deliver_subject.encode(), self._interest)
         for timer in (self._ack_timer, self._hb_timer, self._inactive_timer, self._wake_timer):
             if timer is not None:
                 timer.cancel()
@@ -261,7 +304,7 @@ class Consumer:
                     self.waiting.popleft()
                     self._expire_request(request)
                     continue
-                if not self.server.has_interest(request.reply):
+                if not self.bus.has_interest(request.reply):
                     self.waiting.popleft()
                     self._end_request(request)
                     continue
@@ -403,7 +446,7 @@ class Consumer:
             data = b""
         payload = hdr + data if hdr else data
         subject = msg.subject.encode()
-        self.server.deliver_as(target, subject, reply, len(hdr) if hdr else -1, payload)
+        self.bus.deliver_as(target, subject, reply, len(hdr) if hdr else -1, payload)
         self.last_active = ts
         self._last_delivery = self.loop.time()
         if self.is_push and self.config.flow_control:
@@ -469,7 +512,7 @@ class Consumer:
         # Anything else changes nothing, but is still answered, as nats-server does.
         self.last_active = now_ns()
         if reply:
-            self.js.after_durable(self.log, self._ack_reply(reply))
+            self.log.after_durable(self._ack_reply(reply))
         self.signal()
 
     def _ack_reply(self, reply: bytes) -> Callable[[BaseException | None], None]:
@@ -478,7 +521,7 @@ class Consumer:
         nothing is sent and the client's timeout lets it ack again."""
         def send(error: BaseException | None) -> None:
             if error is None:
-                self.server.publish_internal(reply)
+                self.bus.publish_internal(reply)
         return send
 
     def _ack(self, sseq: int) -> None:
@@ -554,8 +597,8 @@ class Consumer:
 
     def _publish_event(self, subject: str, body: dict[str, Any]) -> None:
         encoded = subject.encode()
-        if self.server.has_interest(encoded):
-            self.server.publish_internal(encoded, payload=json.dumps(body).encode())
+        if self.bus.has_interest(encoded):
+            self.bus.publish_internal(encoded, payload=json.dumps(body).encode())
 
     # Redelivery timing
 
@@ -728,7 +771,7 @@ class Consumer:
     def _status(self, reply: bytes, code: str, text: str,
                 extra: list[tuple[str, str]] | None = None) -> None:
         block = h.build(extra or [], code, text)
-        self.server.publish_internal(reply, payload=block, hdr=len(block))
+        self.bus.publish_internal(reply, payload=block, hdr=len(block))
 
     # Push: interest, heartbeats, flow control
 
@@ -741,7 +784,7 @@ class Consumer:
 
     def _has_interest(self) -> bool:
         # With a deliver group only members of that queue group count (as in nats-server).
-        return self.server.has_interest(self.config.deliver_subject.encode(),
+        return self.bus.has_interest(self.config.deliver_subject.encode(),
                                         self.config.deliver_group)
 
     def _heartbeat(self) -> None:
@@ -754,7 +797,7 @@ class Consumer:
             if self._fc_reply and self._stalled():
                 extra.append(("Nats-Consumer-Stalled", self._fc_reply.decode()))
             block = h.build(extra, "100", "Idle Heartbeat")
-            self.server.publish_internal(self.config.deliver_subject.encode(), payload=block,
+            self.bus.publish_internal(self.config.deliver_subject.encode(), payload=block,
                                          hdr=len(block))
         self._hb_timer = self.loop.call_later(interval, self._heartbeat)
 
@@ -767,7 +810,7 @@ class Consumer:
         self._fc_reply = b"$JS.FC.%s.%s.%s" % (self.stream.config.name.encode(),
                                                 self.name.encode(), os.urandom(2).hex().encode())
         block = h.build([], "100", "FlowControl Request")
-        self.server.publish_internal(self.config.deliver_subject.encode(), reply=self._fc_reply,
+        self.bus.publish_internal(self.config.deliver_subject.encode(), reply=self._fc_reply,
                                      payload=block, hdr=len(block))
 
     def _on_flow_control(self, subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:

@@ -22,10 +22,9 @@ from broker.jetstream.jsondecode import (
     json_field,
 )
 from broker.jetstream.streamconfig import MAX_DESCRIPTION_LEN, MAX_METADATA_LEN, StreamConfig
-from common.gotime import format_ns, parse_ns
+from common.gotime import NANOS, format_ns, parse_ns
 from common.subjects import is_literal, is_subset, is_valid_subject, subjects_collide
 
-NANOS = 1_000_000_000
 DEFAULT_ACK_WAIT = 30 * NANOS
 DEFAULT_MAX_ACK_PENDING = 1000
 DEFAULT_MAX_WAITING = 512

@@ -10,7 +10,7 @@ import errno
 from dataclasses import dataclass
 
 from broker.log import logger
-from storage import StoreFull
+from storage import StoreError, StoreFull
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -117,6 +117,15 @@ def not_enabled() -> ApiError:
 
 def store_failed(detail: str) -> ApiError:
     return ApiError(503, 10077, detail)
+
+
+def publish_error(exc: ApiError | StoreError) -> ApiError:
+    """The error a publish that was not stored is answered with (single server and cluster)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, StoreFull):
+        return storage_exceeded()
+    return store_failed(str(exc))
 
 
 def sync_failed(error: BaseException) -> ApiError:

@@ -1,11 +1,16 @@
 """A stream: its config, its message store, and the deterministic state machine that applies
 publishes to it.
 
-`apply_publish` is the one place a message enters a stream: it checks expected-headers, dedupe,
-size and discard-new limits, assigns the sequence (through the store) and performs rollups. Given
-the same stream state and the same (subject, headers, data, timestamp) it always decides the same,
-which is what lets the cluster feed it from a Raft log later. Replies (PubAcks) are not its job:
-the caller sends them once the store is durable.
+`store` is the one path from a publish to its answer, for a single server and for the Raft apply
+of a replicated stream alike (nats-server's processJetStreamMsg): `apply_publish` checks
+expected-headers, dedupe, size and discard-new limits, assigns the sequence (through the store)
+and performs rollups; a refusal is answered at once, a PubAck waits in `pending_acks` until
+`on_durable` covers its sequence. Given the same stream state and the same (subject, headers,
+data, timestamp) `apply_publish` always decides the same, which is what lets every replica of a
+cluster feed it from the Raft log. What makes a sequence durable is the caller's: the group
+commit's fsync on a single server, the Raft commit on a cluster.
+
+Consumers are seen through `StreamConsumer`, what the stream asks of them.
 """
 
 from __future__ import annotations
@@ -13,21 +18,43 @@ from __future__ import annotations
 import bisect
 import json
 from collections import deque
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from broker import headers as h
 from broker.jetstream import errors
 from broker.jetstream.dedupe import Dedupe
 from broker.jetstream.errors import ApiError
 from broker.jetstream.streamconfig import StreamConfig
-from common.gotime import format_ns, parse_go_duration
-from storage.store import ALL, MessageStore, StoreConfig, StoredMessage
-
-if TYPE_CHECKING:
-    from broker.jetstream.consumer import Consumer
+from broker.log import logger
+from common.gotime import NANOS, format_ns, parse_go_duration
+from storage.store import ALL, MessageStore, StoreConfig, StoredMessage, StoreError, StoreFull
 
 MAX_HEADER_SIZE = 65535
-NANOS = 1_000_000_000
+
+# Sends one server message: (reply subject, payload). The bus's publish_internal, for answers.
+Send = Callable[[bytes, bytes], None]
+
+
+class StreamConsumer(Protocol):
+    """What a stream asks of its consumers (retention, and waking them for new messages)."""
+
+    def matches(self, subject: str) -> bool: ...
+
+    def needs(self, seq: int, subject: str) -> bool:
+        """Whether message `seq` is still to be delivered or acknowledged here."""
+        ...
+
+    def on_stored(self, seq: int, subject: str) -> None: ...
+
+    def on_removed(self) -> None: ...
+
+    def signal(self) -> None:
+        """New messages are durable: deliver what is due."""
+        ...
+
+
+C = TypeVar("C", bound=StreamConsumer)
 
 
 class Published(NamedTuple):
@@ -43,29 +70,53 @@ def store_config(cfg: StreamConfig) -> StoreConfig:
                        first_seq=cfg.first_seq or 1)
 
 
-class Stream:
-    def __init__(self, config: StreamConfig, store: MessageStore, created: int) -> None:
+class Stream(Generic[C]):
+    def __init__(self, config: StreamConfig, store: MessageStore, created: int,
+                 send: Send) -> None:
         self.config = config
         self.store = store
         self.created = created
+        self.send = send
         self.dedupe = Dedupe(config.duplicate_window)
         self._dedupe_loaded = False
         self.last_msg_id = ""
-        self.consumers: dict[str, Consumer] = {}
+        self.consumers: dict[str, C] = {}
         # The newest sequence known to be on disk: consumers deliver nothing beyond it, so no
         # reader ever sees a message that a crash could take back.
         self.durable_seq = store.last_seq
         self.ack_prefix = b'{"stream":%s, "seq":' % _json_str(config.name)
         # PubAcks waiting for the sync that covers their sequence: (seq, reply, payload).
         self.pending_acks: deque[tuple[int, bytes, bytes]] = deque()
-        # Sends a server message (the engine's publish_internal), for PubAcks.
-        self.send: Any = None
 
     @property
     def consumer_count(self) -> int:
         return len(self.consumers)
 
     # Publishing (the state machine)
+
+    def store_publish(self, subject: str, hdr: bytes, data: bytes, ts: int, reply: bytes
+                      ) -> Published | None:
+        """A publish, from its arrival to its answer: applied, or refused with its error at
+        once; its PubAck released by `on_durable`. None when refused. `reply` b"": nobody
+        waits for an answer."""
+        if self.config.no_ack:
+            reply = b""
+        try:
+            published = self.apply_publish(subject, hdr, data, ts)
+        except (ApiError, StoreError) as exc:
+            self.refuse(reply, exc)
+            return None
+        if reply:
+            self.pending_acks.append((published.seq, reply, self.pub_ack(published)))
+        return published
+
+    def refuse(self, reply: bytes, exc: ApiError | StoreError) -> None:
+        """Answer a publish that was not stored (the one mapping of failures to errors)."""
+        if isinstance(exc, StoreError) and not isinstance(exc, StoreFull):
+            logger.error("JetStream failed to store a msg on stream '$G > %s': %s",
+                         self.config.name, exc)
+        if reply and not self.config.no_ack:
+            self.send(reply, self.pub_error(errors.publish_error(exc)))
 
     def apply_publish(self, subject: str, hdr: bytes, data: bytes, ts: int) -> Published:
         """Apply one publish at time `ts` (ns). Raises ApiError when it is refused."""
@@ -134,7 +185,7 @@ class Stream:
         for consumer in self.consumers.values():
             consumer.on_removed()
 
-    def on_acked(self, consumer: Consumer, seqs: list[int]) -> None:
+    def on_acked(self, consumer: C, seqs: list[int]) -> None:
         """Work-queue and interest retention: drop what nobody needs any more."""
         retention = self.config.retention
         if retention == "limits":
@@ -149,7 +200,7 @@ class Stream:
                 if other is not consumer:
                     other.on_removed()
 
-    def _still_needed(self, seq: int, acked_by: Consumer | None) -> bool:
+    def _still_needed(self, seq: int, acked_by: C | None) -> bool:
         msg = None
         for consumer in self.consumers.values():
             if consumer is acked_by:

@@ -23,9 +23,9 @@ from broker.jetstream.jsondecode import (
     UINT,
     json_field,
 )
+from common.gotime import NANOS
 from common.subjects import is_subset, is_valid_subject, subject_matches, subjects_collide
 
-NANOS = 1_000_000_000
 MAX_NAME_LEN = 255
 MAX_DESCRIPTION_LEN = 4 * 1024
 MAX_METADATA_LEN = 128 * 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from broker.jetstream.commit import GroupCommit
+from broker.jetstream.groupcommit import GroupCommit
 from storage import FileStore
 from storage.store import StoreConfig
 

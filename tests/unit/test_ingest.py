@@ -1,4 +1,4 @@
-"""The publish outcome rules of `broker.jetstream.ingest`, driven step by step.
+"""The publish outcome rules of `broker.jetstream.cluster.ingest`, driven step by step.
 
 The race of issue 9, deterministically: for a moment a stale leader (it lost its term during a
 pause and does not know yet) and the new leader both hold a stream's ingest interest, so one
@@ -9,8 +9,8 @@ leader's PubAck once its entry is applied.
 
 from __future__ import annotations
 
-from broker.jetstream.ingest import MAX_BATCH_MSGS, Answers, Ingest, Message
-from broker.jetstream.streamops import Origin
+from broker.jetstream.cluster.entries import Origin
+from broker.jetstream.cluster.ingest import MAX_BATCH_MSGS, Answers, Ingest, Message
 
 M = Message(b"orders.new", b"", b"order 47", 1)
 REPLY = b"_INBOX.abc.1"

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from broker.jetstream import meta, streamops
-from broker.jetstream.meta import ConsumerAssignment, MetaState, StreamAssignment
+from broker.jetstream.cluster import entries, meta
+from broker.jetstream.cluster.meta import ConsumerAssignment, MetaState, StreamAssignment
 
 
 def stream(name="ORDERS", peers=("S0", "S1", "S2"), group="S-R3F-x", config=None):
@@ -76,23 +76,23 @@ def test_group_names_have_nats_servers_shape():
 
 
 def test_stream_entries_round_trip():
-    origin = streamops.Origin(b"12345678", 42)
+    origin = entries.Origin(b"12345678", 42)
     msgs = [(b"orders.1", b"", b"hello", 10), (b"orders.\xc3\xa9", b"NATS/1.0\r\n\r\n", b"", 11)]
-    entry = streamops.decode(streamops.encode_msgs(origin, msgs))
-    assert entry.kind == streamops.MSGS and entry.origin == origin
-    assert entry.msgs == [streamops.Publish("orders.1", b"", b"hello", 10),
-                          streamops.Publish("orders.é", b"NATS/1.0\r\n\r\n", b"", 11)]
-    purge = streamops.decode(streamops.encode_request(streamops.PURGE, origin, {"keep": 1}))
-    assert purge.kind == streamops.PURGE and purge.request == {"keep": 1}
+    entry = entries.decode(entries.encode_msgs(origin, msgs))
+    assert entry.kind == entries.MSGS and entry.origin == origin
+    assert entry.msgs == [entries.Publish("orders.1", b"", b"hello", 10),
+                          entries.Publish("orders.é", b"NATS/1.0\r\n\r\n", b"", 11)]
+    purge = entries.decode(entries.encode_request(entries.PURGE, origin, {"keep": 1}))
+    assert purge.kind == entries.PURGE and purge.request == {"keep": 1}
 
 
 @pytest.mark.parametrize("data", [
     b"",
     b"\x01" + b"x" * 5,
-    streamops.encode_msgs(streamops.Origin(b"12345678", 1), [(b"a", b"", b"abc", 1)])[:-1],
-    streamops.encode_msgs(streamops.Origin(b"12345678", 1), [(b"a", b"", b"abc", 1)]) + b"!",
+    entries.encode_msgs(entries.Origin(b"12345678", 1), [(b"a", b"", b"abc", 1)])[:-1],
+    entries.encode_msgs(entries.Origin(b"12345678", 1), [(b"a", b"", b"abc", 1)]) + b"!",
     b"\x09" + b"\x00" * 16,
 ])
 def test_malformed_stream_entries_are_refused(data):
     with pytest.raises(ValueError):
-        streamops.decode(data)
+        entries.decode(data)

@@ -57,7 +57,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Generic, NamedTuple, TypeVar
 
-from broker.jetstream.streamops import Origin
+from broker.jetstream.cluster.entries import Origin
 
 MAX_BATCH_MSGS = 2048
 MAX_BATCH_BYTES = 4 << 20

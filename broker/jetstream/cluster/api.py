@@ -19,21 +19,20 @@ import json
 import os
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from broker.jetstream import errors, meta, streamops
+from broker.jetstream import errors
+from broker.jetstream.cluster import entries, meta
+from broker.jetstream.cluster.groups import best_successor
+from broker.jetstream.cluster.jetstream_cluster import JetStreamCluster
+from broker.jetstream.cluster.meta import ConsumerAssignment, StreamAssignment
+from broker.jetstream.consumer import Consumer
 from broker.jetstream.consumerconfig import ConsumerConfig
-from broker.jetstream.engine import check_overlap, plan_consumer, plan_stream
 from broker.jetstream.errors import ApiError
-from broker.jetstream.groups import best_successor
-from broker.jetstream.meta import ConsumerAssignment, StreamAssignment
+from broker.jetstream.plans import check_overlap, plan_consumer, plan_stream
 from broker.jetstream.streamconfig import StreamConfig
 from common.gotime import now_ns
 from common.subjects import subjects_collide
-
-if TYPE_CHECKING:
-    from broker.jetstream.api import JetStreamApi
-    from broker.jetstream.cluster import JetStreamCluster
 
 META, STREAM, CONSUMER = "meta", "stream", "consumer"
 
@@ -65,13 +64,38 @@ LATER = object()  # "ask again after LEADERLESS_DELAY" (a member of a leaderless
 LEADERLESS_DELAY = 0.2
 
 
+# What a handler gets: (subject tokens after the API prefix, the decoded request, the raw body).
+Tokens = list[str]
+Request = dict[str, Any]
+
+
+class LocalApi(Protocol):
+    """The single-server API handlers a cluster reuses (`api.JetStreamApi`): decoding and
+    checking requests, and answering from this server's own copy of a stream."""
+
+    def decode_config(self, request: Request) -> StreamConfig: ...
+
+    def parse_consumer_create(self, tokens: Tokens, request: Request, body: bytes
+                              ) -> tuple[str, ConsumerConfig, str]: ...
+
+    def find_consumer(self, tokens: Tokens) -> Consumer: ...
+
+    def account_info(self, tokens: Tokens, request: Request, body: bytes) -> Request: ...
+
+    def stream_info(self, tokens: Tokens, request: Request, body: bytes) -> Request: ...
+
+    async def stream_purge(self, tokens: Tokens, request: Request, body: bytes) -> Request: ...
+
+    async def msg_delete(self, tokens: Tokens, request: Request, body: bytes) -> Request: ...
+
+
 class ClusterApi:
-    def __init__(self, api: JetStreamApi, cluster: JetStreamCluster) -> None:
+    def __init__(self, api: LocalApi, cluster: JetStreamCluster) -> None:
         self.api = api
         self.cluster = cluster
         self.js = cluster.js
-        self.server = cluster.server
-        self._inbox = f"$JSC.R.{self.server.name}."
+        self.bus = cluster.bus
+        self._inbox = f"$JSC.R.{self.bus.name}."
         self._requests: dict[str, asyncio.Future[bytes]] = {}
         self._next = 0
         self.handlers = {
@@ -274,7 +298,7 @@ class ClusterApi:
         if replica is None:
             return await self.api.stream_purge(tokens, request, body)
         subject, seq, keep = replica.stream.parse_purge(request)
-        result = await replica.propose_request(streamops.PURGE,
+        result = await replica.propose_request(entries.PURGE,
                                                {"filter": subject, "seq": seq, "keep": keep})
         return _result(result)
 
@@ -284,7 +308,7 @@ class ClusterApi:
         if replica is None:
             return await self.api.msg_delete(tokens, request, body)
         seq, no_erase = replica.stream.parse_msg_delete(request, body)
-        result = await replica.propose_request(streamops.DELETE,
+        result = await replica.propose_request(entries.DELETE,
                                                {"seq": seq, "no_erase": no_erase})
         return _result(result)
 
@@ -404,7 +428,7 @@ class ClusterApi:
         replica = self.cluster.consumers.get((tokens[-2], tokens[-1]))
         if replica is None or replica.driver is None:
             raise ApiError(500, 10009, "JetStream cluster can not handle request")
-        target = best_successor(replica.driver, replica.assignment.peers, self.server.name)
+        target = best_successor(replica.driver, replica.assignment.peers, self.bus.name)
         if target is None or not replica.driver.transfer_leadership(target):
             raise ApiError(500, 10009, "JetStream cluster can not handle request")
         return {"success": True}
@@ -425,7 +449,7 @@ class ClusterApi:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._requests[token] = future
         try:
-            self.server.publish_internal(subject.encode(), (self._inbox + token).encode(),
+            self.bus.publish_internal(subject.encode(), (self._inbox + token).encode(),
                                          payload)
             return await asyncio.wait_for(future, GATHER_TIMEOUT)
         except TimeoutError:
@@ -447,7 +471,7 @@ class ClusterApi:
         stream = self.js.streams.get(name)
         if stream is not None:
             info = self.cluster.stream_info(stream)
-            self.server.publish_internal(reply, payload=json.dumps(info).encode())
+            self.bus.publish_internal(reply, payload=json.dumps(info).encode())
 
     def _on_consumer_info_request(self, subject: bytes, reply: bytes, hdr: int,
                                   payload: bytes) -> None:
@@ -458,7 +482,7 @@ class ClusterApi:
         consumer = stream.consumers.get(name) if stream is not None else None
         if consumer is not None:
             info = self.cluster.consumer_info(consumer)
-            self.server.publish_internal(reply, payload=json.dumps(info).encode())
+            self.bus.publish_internal(reply, payload=json.dumps(info).encode())
 
 
 def _result(result: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -12,15 +12,25 @@ import asyncio
 import os
 import shutil
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from broker.log import logger
 from raft.driver import Application, DriverStopped, RaftDriver
 from raft.log import RaftLog
 from raft.options import RaftConfig
 
-if TYPE_CHECKING:
-    from broker.route import RouteManager
+# A Raft frame from a peer: (peer server name, group, frame).
+FrameHandler = Callable[[str, bytes, bytes], None]
+
+
+class RaftTransport(Protocol):
+    """What the Raft groups need of the route connections (`broker.route.RouteManager`)."""
+
+    raft_handler: FrameHandler | None
+
+    def send_raft(self, peer_name: str, group: bytes, frame: bytes) -> bool:
+        """Send a frame to a peer; False when no route to it is up (Raft sends again)."""
+        ...
 
 # A 50 ms tick: heartbeats every 200 ms, elections after 1-2 s of silence, so a dead leader is
 # replaced well within the 3 s a publisher retrying its PubAck can wait.
@@ -29,7 +39,7 @@ CONFIG = RaftConfig(heartbeat_ticks=4, election_ticks_min=20, election_ticks_max
 
 
 class RaftGroups:
-    def __init__(self, server_name: str, routes: RouteManager, base_dir: str) -> None:
+    def __init__(self, server_name: str, routes: RaftTransport, base_dir: str) -> None:
         self.server_name = server_name
         self.routes = routes
         self.base_dir = base_dir

@@ -1,39 +1,41 @@
 """JetStream on one server: the streams of the (single, global) account, their stores on disk,
 the ingest path from core NATS into streams, and recovery at start.
 
+It reaches core NATS through a `Bus` (bus.py) and, on a cluster, the cluster through
+`ClusterRole`, declared here: the composition root (broker/server.py) builds the cluster on top
+of this engine and joins them (`join_cluster`), so nothing here imports what is above it.
+
 Layout on disk, as nats-server's: `<store_dir>/jetstream/$G/streams/<name>/meta.json` (the stream
 config, written atomically with a checksum) and `.../<name>/msgs/` (the file store).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from broker.jetstream import errors
-from broker.jetstream.commit import GroupCommit, Watcher
-from broker.jetstream.consumer import Consumer, nuid
+from broker.jetstream.bus import Bus
+from broker.jetstream.consumer import Consumer, ConsumerLog, DurableCallback, nuid
 from broker.jetstream.consumerconfig import ConsumerConfig
-from broker.jetstream.consumerreplica import ReplicatedLog
 from broker.jetstream.consumerstate import ConsumerState
 from broker.jetstream.errors import ApiError
+from broker.jetstream.groupcommit import GroupCommit, Watcher
+from broker.jetstream.plans import check_overlap, known_fields, plan_consumer, plan_stream
 from broker.jetstream.stream import Stream, store_config
 from broker.jetstream.streamconfig import StreamConfig
 from broker.log import logger
+from broker.sublist import InternalHandler, Subscription
 from common.gotime import format_ns, now_ns
-from common.subjects import subjects_collide
-from storage import FileStore, MemoryStore, StoreError, StoreFull, durable
+from config.options import JetStreamOptions
+from storage import FileStore, MemoryStore, MessageStore, StoreError, durable
 from storage.durable import read_checked, write_checked
 from storage.statelog import MemoryStateLog, StateLog
-
-if TYPE_CHECKING:
-    from broker.jetstream.cluster import JetStreamCluster
-    from broker.server import Server
-    from broker.sublist import Subscription
 
 ACCOUNT = "$G"
 EXPIRY_TICK = 1.0  # seconds between max_age / ttl sweeps
@@ -47,10 +49,46 @@ def _total_memory() -> int:
         return 1 << 30
 
 
+class ClusterRole(Protocol):
+    """What this engine asks of the cluster, when the server is part of one."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def hand_over(self, timeout: float) -> int:
+        """Give away the leadership of every Raft group led here; how many were handed."""
+        ...
+
+    def request_consumer_delete(self, stream: str, name: str) -> None: ...
+
+    def health(self) -> tuple[int, dict[str, Any]]: ...
+
+
+# A stream on this server, with the consumers it feeds.
+LocalStream = Stream[Consumer]
+
+
+class CommittedLog:
+    """A consumer's state log on this server: durable once the group commit synced its file."""
+
+    def __init__(self, log: StateLog | MemoryStateLog, commit: GroupCommit) -> None:
+        self.file = log
+        self._commit = commit
+        # Bound once: append runs for every acknowledgement.
+        self.append = log.append
+        self.size = log.size
+        self.compact = log.compact
+        self.close = log.close
+        self.destroy = log.destroy
+
+    def after_durable(self, callback: DurableCallback) -> None:
+        self._commit.after_sync(self.file, callback)
+
+
 class JetStream:
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        opts = server.options.jetstream
+    def __init__(self, bus: Bus, opts: JetStreamOptions) -> None:
+        self.bus = bus
         base = opts.store_dir or os.path.join(os.environ.get("TMPDIR", "/tmp"), "nats")
         self.store_dir = os.path.join(base, "jetstream")
         self.streams_dir = os.path.join(self.store_dir, ACCOUNT, "streams")
@@ -60,15 +98,14 @@ class JetStream:
         self.strict = opts.strict
         self.domain = opts.domain
         self.duplicate_limit = int(opts.duplicate_window * 1e9)
-        self.commit = GroupCommit(server.loop, opts.sync_interval)
-        self.commit.on_released = server.flush
-        self.streams: dict[str, Stream] = {}
+        self.commit = GroupCommit(bus.loop, opts.sync_interval)
+        self.commit.on_released = bus.flush
+        self.streams: dict[str, LocalStream] = {}
         self.offline: dict[str, str] = {}  # stream name -> why it could not be recovered
         self._ingest_subs: dict[str, list[Subscription]] = {}
         # Builds the DIRECT.GET handler of a stream with allow_direct (set by the API layer).
-        self.direct_get: Callable[[Stream], Callable[[bytes, bytes, int, bytes], None]] | None = \
-            None
-        self._expiry_timer: Any = None
+        self.direct_get: Callable[[LocalStream], InternalHandler] | None = None
+        self._expiry_timer: asyncio.TimerHandle | None = None
         self._usage_cache: dict[str, list] = {}  # storage -> [bytes, refresh at]
         self.api_total = 0
         self.api_errors = 0
@@ -76,11 +113,11 @@ class JetStream:
         self._stopped = False
         # Set when the server is part of a cluster: streams and consumers are then created
         # through the meta group, and this server holds those assigned to it.
-        self.cluster: JetStreamCluster | None = None
-        if server.routes is not None:
-            from broker.jetstream.cluster import JetStreamCluster
+        self.cluster: ClusterRole | None = None
 
-            self.cluster = JetStreamCluster(self)
+    def join_cluster(self, cluster: ClusterRole) -> None:
+        """Before `start`: streams and consumers are placed by the cluster's meta group."""
+        self.cluster = cluster
 
     # Lifecycle
 
@@ -97,7 +134,7 @@ class JetStream:
             self.cluster.start()
         else:
             self._recover()
-        self._expiry_timer = self.server.loop.call_later(EXPIRY_TICK, self._expire)
+        self._expiry_timer = self.bus.loop.call_later(EXPIRY_TICK, self._expire)
         self.ready = True
 
     async def hand_over(self, timeout: float) -> int:
@@ -105,7 +142,7 @@ class JetStream:
         this server does not leave a stream or consumer leaderless for an election timeout."""
         if self.cluster is None:
             return 0
-        return await self.cluster.groups.hand_over(timeout)
+        return await self.cluster.hand_over(timeout)
 
     async def stop(self) -> None:
         if self._stopped:
@@ -143,16 +180,19 @@ class JetStream:
     def _recover_stream(self, name: str) -> None:
         started = time.monotonic()
         meta = json.loads(read_checked(os.path.join(self.streams_dir, name, "meta.json")))
-        config = StreamConfig(**_known_fields(meta["config"]))
+        config = StreamConfig(**known_fields(StreamConfig, meta["config"]))
         config = config.normalized(self.duplicate_limit)
-        stream = Stream(config, self._open_store(config), int(meta.get("created", 0)))
+        stream = self._new_stream(config, int(meta.get("created", 0)))
         self._attach(stream)
         self._recover_consumers(stream)
         state = stream.store.state()
         logger.info("  Restored %d messages for stream '%s > %s' in %.3fs", state.msgs, ACCOUNT,
                     name, time.monotonic() - started)
 
-    def _open_store(self, config: StreamConfig):
+    def _new_stream(self, config: StreamConfig, created: int) -> LocalStream:
+        return Stream(config, self._open_store(config), created, self._send)
+
+    def _open_store(self, config: StreamConfig) -> MessageStore:
         if config.storage == "memory":
             return MemoryStore(store_config(config))
         return FileStore(os.path.join(self.streams_dir, config.name, "msgs"),
@@ -160,7 +200,7 @@ class JetStream:
 
     # Streams
 
-    def add_stream(self, requested: StreamConfig) -> tuple[Stream, bool]:
+    def add_stream(self, requested: StreamConfig) -> tuple[LocalStream, bool]:
         """Create (or find an identical) stream. Returns (stream, created)."""
         config = plan_stream(requested, self.duplicate_limit)
         if config.num_replicas > 1:
@@ -177,14 +217,14 @@ class JetStream:
         created = now_ns()
         durable.makedirs(os.path.join(self.streams_dir, config.name))
         self._write_meta(config, created)
-        stream = Stream(config, self._open_store(config), created)
+        stream = self._new_stream(config, created)
         if config.first_seq > 1:
             stream.store.skip_msgs(config.first_seq)
         self._attach(stream)
         logger.debug("JetStream created stream '%s > %s'", ACCOUNT, config.name)
         return stream, True
 
-    def update_stream(self, requested: StreamConfig) -> Stream:
+    def update_stream(self, requested: StreamConfig) -> LocalStream:
         stream = self.lookup(requested.name)
         config = requested.normalized(self.duplicate_limit).check_update(stream.config)
         self._check_overlap(config, ignore=stream.config.name)
@@ -212,7 +252,7 @@ class JetStream:
     # Streams and consumers a cluster assigned to this server (see `cluster`)
 
     def open_assigned_stream(self, config: StreamConfig, created: int, group: str,
-                             empty: bool = False) -> Stream:
+                             empty: bool = False) -> LocalStream:
         """Open this server's copy of a stream, keeping what is on disk only if it is the
         same stream (a stream deleted and created again while we were away is another).
         `empty`: start from an empty store whatever is on disk (it is rebuilt from a log)."""
@@ -225,7 +265,7 @@ class JetStream:
             shutil.rmtree(os.path.join(directory, "msgs"), ignore_errors=True)
         durable.makedirs(directory)
         self._write_meta(config, created, group)
-        stream = Stream(config, self._open_store(config), created)
+        stream = self._new_stream(config, created)
         if config.first_seq > 1 and stream.store.last_seq == 0:
             stream.store.skip_msgs(config.first_seq)
         return stream
@@ -238,10 +278,10 @@ class JetStream:
             return False
         return int(meta.get("created", 0)) == created and meta.get("group", "") == group
 
-    def attach_assigned(self, stream: Stream, ingest: bool) -> None:
+    def attach_assigned(self, stream: LocalStream, ingest: bool) -> None:
         self._attach(stream, ingest)
 
-    def apply_stream_update(self, stream: Stream, config: StreamConfig, ingest: bool) -> None:
+    def apply_stream_update(self, stream: LocalStream, config: StreamConfig, ingest: bool) -> None:
         """A config change the meta group decided (already validated by its leader)."""
         self._write_meta(config, stream.created, self._group(stream))
         self._detach_ingest(stream)
@@ -251,7 +291,7 @@ class JetStream:
         else:
             self._subscribe_direct(stream)
 
-    def _group(self, stream: Stream) -> str:
+    def _group(self, stream: LocalStream) -> str:
         try:
             meta = json.loads(read_checked(os.path.join(self.streams_dir, stream.config.name,
                                                         "meta.json")))
@@ -259,7 +299,7 @@ class JetStream:
             return ""
         return str(meta.get("group", ""))
 
-    def open_assigned_consumer(self, stream: Stream, name: str, config: ConsumerConfig,
+    def open_assigned_consumer(self, stream: LocalStream, name: str, config: ConsumerConfig,
                                created: int) -> Consumer:
         """Start (or update) an R1 consumer held by this server, with its state from disk."""
         existing = stream.consumers.get(name)
@@ -281,14 +321,14 @@ class JetStream:
         consumer.start()
         return consumer
 
-    def consumer_inactive(self, stream: Stream, name: str) -> None:
+    def consumer_inactive(self, stream: LocalStream, name: str) -> None:
         """An ephemeral consumer nobody used for its inactive threshold goes away."""
         if self.cluster is None:
             self.remove_consumer(stream, name)
             return
         self.cluster.request_consumer_delete(stream.config.name, name)
 
-    def lookup(self, name: str) -> Stream:
+    def lookup(self, name: str) -> LocalStream:
         stream = self.streams.get(name)
         if stream is None:
             if name in self.offline:
@@ -296,12 +336,11 @@ class JetStream:
             raise errors.stream_not_found()
         return stream
 
-    def _attach(self, stream: Stream, ingest: bool = True) -> None:
+    def _attach(self, stream: LocalStream, ingest: bool = True) -> None:
         """Serve `stream` here. `ingest`: this server stores what is published to it (not so
         for a replicated stream, whose leader ingests through its Raft group)."""
         self.streams[stream.config.name] = stream
         store = stream.store
-        stream.send = self._send
         self.commit.watch(store, Watcher(lambda: store.last_seq, stream.on_durable,
                                          stream.on_sync_failed))
         if ingest:
@@ -310,7 +349,7 @@ class JetStream:
             self._subscribe_direct(stream)
 
     def _send(self, reply: bytes, payload: bytes) -> None:
-        self.server.publish_internal(reply, payload=payload)
+        self.bus.publish_internal(reply, payload=payload)
 
     def _write_meta(self, config: StreamConfig, created: int, group: str = "") -> None:
         meta = {"config": config.to_json(), "created": created, "group": group}
@@ -340,7 +379,7 @@ class JetStream:
     def _recent_usage(self, storage: str, adding: int) -> int:
         """Storage used, for the publish path: `usage()` recomputed at most every
         USAGE_REFRESH seconds, plus what was published since (an upper bound)."""
-        now = self.server.loop.time()
+        now = self.bus.loop.time()
         cached = self._usage_cache.get(storage)
         if cached is None or now >= cached[1]:
             cached = [self.usage(storage), now + USAGE_REFRESH]
@@ -351,17 +390,16 @@ class JetStream:
 
     # Ingest: core NATS publishes on stream subjects
 
-    def _subscribe_ingest(self, stream: Stream) -> None:
+    def _subscribe_ingest(self, stream: LocalStream) -> None:
         self._subscribe_direct(stream)
         handler = self._ingest_handler(stream)
         self._ingest_subs[stream.config.name] += self.subscribe_ingest(stream, handler)
 
-    def subscribe_ingest(self, stream: Stream, handler: Callable[[bytes, bytes, int, bytes],
-                                                                 None]) -> list[Subscription]:
+    def subscribe_ingest(self, stream: LocalStream, handler: InternalHandler) -> list[Subscription]:
         """Subscribe `handler` to the stream's subjects (peers route those publishes here)."""
         return [self.subscribe(subject, handler) for subject in stream.config.subjects]
 
-    def _subscribe_direct(self, stream: Stream) -> None:
+    def _subscribe_direct(self, stream: LocalStream) -> None:
         """Direct gets are answered by any server holding the stream (one of them: a queue)."""
         subs: list[Subscription] = []
         if stream.config.allow_direct and self.direct_get is not None:
@@ -371,63 +409,47 @@ class JetStream:
                 subs.append(self.subscribe(subject, direct, queue="_sys_"))
         self._ingest_subs[stream.config.name] = subs
 
-    def subscribe(self, subject: str, handler: Callable[[bytes, bytes, int, bytes], None],
+    def subscribe(self, subject: str, handler: InternalHandler,
                   queue: str | None = None) -> Subscription:
         """A JetStream subscription; in a cluster, peers learn of it and route to it."""
-        return self.server.subscribe_internal(subject, handler, queue,
-                                              propagate=self.cluster is not None)
+        return self.bus.subscribe_internal(subject, handler, queue,
+                                           propagate=self.cluster is not None)
 
-    def _detach_ingest(self, stream: Stream) -> None:
+    def _detach_ingest(self, stream: LocalStream) -> None:
         for sub in self._ingest_subs.pop(stream.config.name, []):
-            self.server.unsubscribe_internal(sub)
+            self.bus.unsubscribe_internal(sub)
 
-    def _ingest_handler(self, stream: Stream) -> Callable[[bytes, bytes, int, bytes], None]:
+    def _ingest_handler(self, stream: LocalStream) -> InternalHandler:
         def ingest(subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
             self.ingest(stream, subject, reply, hdr, payload)
         return ingest
 
-    def ingest(self, stream: Stream, subject: bytes, reply: bytes, hdr: int,
+    def ingest(self, stream: LocalStream, subject: bytes, reply: bytes, hdr: int,
                payload: bytes) -> None:
-        """A message published on one of the stream's subjects."""
+        """A message published on one of the stream's subjects: stored through the stream's one
+        store-and-ack path, its PubAck released once the group commit synced it."""
         if hdr > 0:
             header, data = payload[:hdr], payload[hdr:]
         else:
             header, data = b"", payload
-        ack = bool(reply) and not stream.config.no_ack
         try:
             self.check_limits(stream, len(payload))
-            published = stream.apply_publish(subject.decode(), header, data, now_ns())
         except ApiError as exc:
-            if ack:
-                self.server.publish_internal(reply, payload=stream.pub_error(exc))
+            stream.refuse(reply, exc)
             return
-        except StoreFull:
-            if ack:
-                self.server.publish_internal(reply, payload=stream.pub_error(
-                    errors.storage_exceeded()))
-            return
-        except StoreError as exc:
-            logger.error("JetStream failed to store a msg on stream '%s > %s': %s", ACCOUNT,
-                         stream.config.name, exc)
-            if ack:
-                self.server.publish_internal(reply, payload=stream.pub_error(
-                    errors.store_failed(str(exc))))
+        published = stream.store_publish(subject.decode(), header, data, now_ns(), reply)
+        if published is None:
             return
         if self.commit.lazy:  # sync_interval: acknowledge before the data is on disk
-            if ack:
-                self.server.publish_internal(reply, payload=stream.pub_ack(published))
             stream.on_durable(published.seq)
             self.commit.request(stream.store)
             return
-        if ack:
-            # Released by on_durable once the sync covering `seq` (or the original's) is done.
-            stream.pending_acks.append((published.seq, reply, stream.pub_ack(published)))
         if not published.duplicate:
             self.commit.request(stream.store)
-        elif ack and published.seq <= stream.durable_seq:
-            stream.on_durable(stream.durable_seq)
+        elif published.seq <= stream.durable_seq:
+            stream.on_durable(stream.durable_seq)  # the original is on disk: answer now
 
-    def check_limits(self, stream: Stream, size: int) -> None:
+    def check_limits(self, stream: LocalStream, size: int) -> None:
         if stream.config.storage == "memory":
             if self._recent_usage("memory", size) + size > self.max_memory:
                 raise errors.memory_exceeded()
@@ -443,10 +465,10 @@ class JetStream:
             prefixes.append(f"$JS.{self.domain}.API")
         return prefixes
 
-    def _consumer_dir(self, stream: Stream, name: str) -> str:
+    def _consumer_dir(self, stream: LocalStream, name: str) -> str:
         return os.path.join(self.streams_dir, stream.config.name, "obs", name)
 
-    def add_consumer(self, stream: Stream, requested: ConsumerConfig, action: str = ""
+    def add_consumer(self, stream: LocalStream, requested: ConsumerConfig, action: str = ""
                      ) -> tuple[Consumer, bool]:
         """Create, update or find a consumer (nats-server's addConsumerWithAction)."""
         existing = {n: c.config for n, c in stream.consumers.items()}
@@ -466,12 +488,13 @@ class JetStream:
         self._consumer_advisory(stream, name, "create")
         return consumer, True
 
-    def _new_consumer(self, stream: Stream, name: str, config: ConsumerConfig, created: int,
-                      state: ConsumerState | None = None, log: Any = None) -> Consumer:
+    def _new_consumer(self, stream: LocalStream, name: str, config: ConsumerConfig,
+                      created: int, state: ConsumerState | None = None,
+                      log: ConsumerLog | None = None) -> Consumer:
         persistent = self._persistent(stream, config)
         if log is None:
-            log = StateLog(os.path.join(self._consumer_dir(stream, name), "state")) \
-                if persistent else MemoryStateLog(name)
+            log = CommittedLog(StateLog(os.path.join(self._consumer_dir(stream, name), "state"))
+                               if persistent else MemoryStateLog(name), self.commit)
         if state is None:
             state = self.initial_consumer_state(stream, config)
         consumer = Consumer(self, stream, name, config, created, state, log,
@@ -480,7 +503,7 @@ class JetStream:
             consumer.deliver_first(self._last_per_subject(stream, config))
         return consumer
 
-    def initial_consumer_state(self, stream: Stream, config: ConsumerConfig) -> ConsumerState:
+    def initial_consumer_state(self, stream: LocalStream, config: ConsumerConfig) -> ConsumerState:
         """A new consumer starts just before its first message (nats-server shows the start
         position in `delivered` and `ack_floor` before anything was delivered)."""
         state = ConsumerState(acks_required=config.acks_required)
@@ -488,28 +511,20 @@ class JetStream:
         state.delivered_sseq = state.floor_sseq = state.cursor - 1
         return state
 
-    def build_consumer(self, stream: Stream, name: str, config: ConsumerConfig, created: int,
-                       state: ConsumerState, log: Any) -> Consumer:
+    def build_consumer(self, stream: LocalStream, name: str, config: ConsumerConfig,
+                       created: int, state: ConsumerState, log: ConsumerLog) -> Consumer:
         """A consumer over a given state and state log (a replicated consumer's)."""
         consumer = Consumer(self, stream, name, config, created, state, log)
         if config.deliver_policy == "last_per_subject" and not state.delivered_cseq:
             consumer.deliver_first(self._last_per_subject(stream, config))
         return consumer
 
-    def after_durable(self, log: Any, callback: Callable[[BaseException | None], None]
-                      ) -> None:
-        """Call back once what `log` recorded so far is durable (synced, or committed)."""
-        if isinstance(log, ReplicatedLog):
-            log.after_commit(callback)
-        else:
-            self.commit.after_sync(log, callback)
-
     @staticmethod
-    def _persistent(stream: Stream, config: ConsumerConfig) -> bool:
+    def _persistent(stream: LocalStream, config: ConsumerConfig) -> bool:
         return bool(config.durable_name) and not config.mem_storage and \
             stream.config.storage == "file"
 
-    def _start_sequence(self, stream: Stream, config: ConsumerConfig) -> int:
+    def _start_sequence(self, stream: LocalStream, config: ConsumerConfig) -> int:
         store = stream.store
         state = store.state()
         policy = config.deliver_policy
@@ -527,7 +542,7 @@ class JetStream:
         return max(start, state.first_seq, 1)
 
     @staticmethod
-    def _last_per_subject(stream: Stream, config: ConsumerConfig) -> list[int]:
+    def _last_per_subject(stream: LocalStream, config: ConsumerConfig) -> list[int]:
         seqs = set()
         for filter_subject in config.filters:
             for subject in stream.store.subjects(filter_subject):
@@ -555,7 +570,7 @@ class JetStream:
                 "created": consumer.created}
         write_checked(os.path.join(consumer.durable_dir, "meta.json"), json.dumps(meta).encode())
 
-    def remove_consumer(self, stream: Stream, name: str) -> None:
+    def remove_consumer(self, stream: LocalStream, name: str) -> None:
         consumer = stream.consumers.pop(name, None)
         if consumer is None:
             raise ApiError(404, 10014, "consumer not found")
@@ -566,7 +581,7 @@ class JetStream:
         stream.drop_unneeded()
         self._consumer_advisory(stream, name, "delete")
 
-    def _consumer_advisory(self, stream: Stream, name: str, action: str) -> None:
+    def _consumer_advisory(self, stream: LocalStream, name: str, action: str) -> None:
         event = {"create": "CREATED", "delete": "DELETED"}[action]
         self.advise(f"$JS.EVENT.ADVISORY.CONSUMER.{event}.{stream.config.name}.{name}",
                     {"type": "io.nats.jetstream.advisory.v1.consumer_action",
@@ -575,15 +590,15 @@ class JetStream:
     def advise(self, subject: str, event: dict[str, Any]) -> None:
         """Publish an advisory, only if someone listens (as nats-server does)."""
         encoded = subject.encode()
-        if not self.server.has_interest(encoded):
+        if not self.bus.has_interest(encoded):
             return
         body = {"type": event.pop("type"), "id": nuid(), "timestamp": format_ns(now_ns()),
                 **event}
         if self.domain:
             body["domain"] = self.domain
-        self.server.publish_internal(encoded, payload=json.dumps(body).encode())
+        self.bus.publish_internal(encoded, payload=json.dumps(body).encode())
 
-    def _recover_consumers(self, stream: Stream) -> None:
+    def _recover_consumers(self, stream: LocalStream) -> None:
         obs = os.path.join(self.streams_dir, stream.config.name, "obs")
         if not os.path.isdir(obs):
             return
@@ -594,10 +609,10 @@ class JetStream:
                 logger.error("JetStream could not recover consumer '%s > %s > %s': %s",
                              ACCOUNT, stream.config.name, name, exc)
 
-    def _recover_consumer(self, stream: Stream, name: str) -> None:
+    def _recover_consumer(self, stream: LocalStream, name: str) -> None:
         directory = self._consumer_dir(stream, name)
         meta = json.loads(read_checked(os.path.join(directory, "meta.json")))
-        config = ConsumerConfig(**_known(ConsumerConfig, meta["config"]))
+        config = ConsumerConfig(**known_fields(ConsumerConfig, meta["config"]))
         log = StateLog(os.path.join(directory, "state"))
         if log.snapshot is not None:
             state = ConsumerState.restore(log.snapshot, config.acks_required)
@@ -606,7 +621,7 @@ class JetStream:
         for record in log.records:
             state.apply(ConsumerState.decode_op(record))
         consumer = self._new_consumer(stream, name, config, int(meta.get("created", 0)), state,
-                                      log)
+                                      CommittedLog(log, self.commit))
         stream.consumers[name] = consumer
         consumer.start()
 
@@ -620,7 +635,7 @@ class JetStream:
                     stream.expire(now)
                 except StoreError as exc:
                     logger.error("JetStream expiry failed on '%s': %s", stream.config.name, exc)
-        self._expiry_timer = self.server.loop.call_later(EXPIRY_TICK, self._expire)
+        self._expiry_timer = self.bus.loop.call_later(EXPIRY_TICK, self._expire)
 
     # Health
 
@@ -634,93 +649,6 @@ class JetStream:
             return 503, {"status": "unavailable", "status_code": 503,
                          "error": f"JetStream stream '{ACCOUNT} > {name}' could not be recovered"}
         return 200, {"status": "ok"}
-
-
-def plan_stream(requested: StreamConfig, duplicate_limit: int) -> StreamConfig:
-    """The checks of a stream create that need nothing but the config."""
-    config = requested.normalized(duplicate_limit)
-    if config.sealed:
-        raise errors.stream_invalid_config("stream configuration for create can not be sealed")
-    if config.mirror_direct and config.mirror is None:
-        raise errors.stream_invalid_config("stream has no mirror but does have mirror direct")
-    return config
-
-
-def check_overlap(config: StreamConfig, others: list[StreamConfig], ignore: str = "") -> None:
-    """No two streams may capture the same subject."""
-    for other in others:
-        if other.name in (config.name, ignore):
-            continue
-        for a in config.subjects:
-            for b in other.subjects:
-                if subjects_collide(a.encode(), b.encode()):
-                    raise errors.subjects_overlap()
-
-
-def plan_consumer(stream_config: StreamConfig, existing: dict[str, ConsumerConfig],
-                  requested: ConsumerConfig, action: str = ""
-                  ) -> tuple[str, ConsumerConfig, ConsumerConfig | None]:
-    """Check a consumer create/update against its stream and the stream's other consumers, in
-    nats-server's order. Returns (name, config with defaults, the config it replaces or None)."""
-    config = requested.with_defaults(stream_config)
-    config.check(stream_config)
-    name = config.durable_name or config.name
-    previous = existing.get(name) if name else None
-    if previous is not None:
-        if action == "create" and previous.to_json() != config.to_json():
-            raise ApiError(400, 10148, "consumer already exists")
-        if previous.to_json() != config.to_json():
-            config.check_update(previous)
-            _check_workqueue(stream_config, existing, config, name)
-        return name, config, previous
-    if action == "update":
-        raise ApiError(400, 10149, "consumer does not exist")
-    if 0 < stream_config.max_consumers <= len(existing):
-        raise ApiError(400, 10026, "maximum consumers limit reached")
-    if stream_config.retention == "workqueue":
-        if config.ack_policy != "explicit":
-            raise ApiError(400, 10098, "workqueue stream requires explicit ack")
-        _check_workqueue(stream_config, existing, config, name)
-        if config.deliver_policy != "all":
-            raise ApiError(400, 10101, "consumer must be deliver all on workqueue stream")
-    if not name:
-        name = _random_name()
-    if len(name) > 255:
-        raise ApiError(400, 10102, "consumer name is too long, maximum allowed is 255")
-    return name, config, None
-
-
-def _check_workqueue(stream_config: StreamConfig, existing: dict[str, ConsumerConfig],
-                     config: ConsumerConfig, name: str) -> None:
-    if stream_config.retention != "workqueue":
-        return
-    others = [c for n, c in existing.items() if n != name]
-    if not others:
-        return
-    if config.filters == (">",):
-        raise ApiError(400, 10099, "multiple non-filtered consumers not allowed on "
-                                   "workqueue stream")
-    for other in others:
-        for a in config.filters:
-            for b in other.filters:
-                if subjects_collide(a.encode(), b.encode()):
-                    raise ApiError(400, 10100, "filtered consumer not unique on workqueue "
-                                               "stream")
-
-
-def _known_fields(config: dict[str, Any]) -> dict[str, Any]:
-    return _known(StreamConfig, config)
-
-
-def _known(cls: type, config: dict[str, Any]) -> dict[str, Any]:
-    names = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
-    return {k: v for k, v in config.items() if k in names}
-
-
-def _random_name() -> str:
-    """A generated consumer name: 8 alphanumerics, like nats-server's."""
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-    return "".join(alphabet[b % len(alphabet)] for b in os.urandom(8))
 
 
 def _human(size: int) -> str:

@@ -24,26 +24,24 @@ import json
 import os
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from broker.jetstream import catchup, errors, streamops
+from broker.jetstream import errors
+from broker.jetstream.cluster import catchup, entries
+from broker.jetstream.cluster.entries import Origin
+from broker.jetstream.cluster.groups import RaftGroups, best_successor
+from broker.jetstream.cluster.ingest import Answers, Ingest, Message
+from broker.jetstream.cluster.meta import StreamAssignment
 from broker.jetstream.errors import ApiError
-from broker.jetstream.groups import best_successor
-from broker.jetstream.ingest import Answers, Ingest, Message
-from broker.jetstream.streamops import Origin
+from broker.jetstream.jetstream import JetStream, LocalStream
 from broker.log import logger
+from broker.sublist import Subscription
 from common.gotime import now_ns
 from raft.driver import ProposalFailed, RaftDriver
 from raft.log import RaftLog
 from raft.messages import Entry, EntryType
 from raft.state import SnapshotMeta
-from storage import StoreError, StoreFull
-
-if TYPE_CHECKING:
-    from broker.jetstream.cluster import JetStreamCluster
-    from broker.jetstream.meta import StreamAssignment
-    from broker.jetstream.stream import Stream
-    from broker.sublist import Subscription
+from storage import StoreError
 
 # Applied messages between snapshots (bounds the replay at a restart); tests lower it to make
 # a lagging replica need a snapshot.
@@ -51,11 +49,31 @@ SNAPSHOT_MSGS = int(os.environ.get("BROKER_STREAM_SNAPSHOT_MSGS", "100000"))
 SNAPSHOT_SECONDS = 30.0
 
 
+class StreamReplicaHost(Protocol):
+    """What a replicated stream needs of the cluster (`jetstream_cluster.JetStreamCluster`)."""
+
+    @property
+    def js(self) -> JetStream: ...
+
+    @property
+    def groups(self) -> RaftGroups: ...
+
+    def track(self, task: asyncio.Task[None]) -> None: ...
+
+    def group_info(self, driver: RaftDriver | None, peers: list[str], leader_since: int
+                   ) -> dict[str, Any]: ...
+
+    def stream_leader_changed(self, replica: StreamReplica) -> None: ...
+
+    def respond_stream_info(self, replica: StreamReplica, reply: bytes) -> None: ...
+
+
 class StreamReplica:
-    def __init__(self, cluster: JetStreamCluster, stream: Stream, sa: StreamAssignment) -> None:
+    def __init__(self, cluster: StreamReplicaHost, stream: LocalStream,
+                 sa: StreamAssignment) -> None:
         self.cluster = cluster
         self.js = cluster.js
-        self.server = cluster.server
+        self.bus = cluster.js.bus
         self.stream = stream
         self.assignment = sa
         self.group = sa.group
@@ -78,13 +96,13 @@ class StreamReplica:
         self.catching_up = False
         self._catchup_to = 0  # the store's last sequence once the running catch-up is done
         self._held: list[Entry] = []
-        self.create_reply: tuple[bytes, dict[str, Any]] | None = None  # answer when first leader
+        self.create_reply: bytes | None = None  # a stream create's reply: answered when leader
         self.closed = False
 
     async def start(self, raft_log: RaftLog) -> None:
-        self._serving = self.server.subscribe_internal(
-            catchup.subject(self.group, self.server.name),
-            catchup.serve(lambda: self.stream.store, self.server), propagate=True)
+        self._serving = self.bus.subscribe_internal(
+            catchup.subject(self.group, self.bus.name),
+            catchup.serve(lambda: self.stream.store, self.bus), propagate=True)
         self.driver = await self.cluster.groups.open(self.group, self.assignment.peers, self,
                                                      on_change=self._role_changed,
                                                      raft_log=raft_log)
@@ -93,7 +111,7 @@ class StreamReplica:
         self.closed = True
         self._lose_leadership()
         if self._serving is not None:
-            self.server.unsubscribe_internal(self._serving)
+            self.bus.unsubscribe_internal(self._serving)
             self._serving = None
         await self.cluster.groups.close(self.group, destroy=destroy)
         deleted = errors.stream_not_found() if destroy else None
@@ -119,13 +137,13 @@ class StreamReplica:
     def _apply(self, entry: Entry) -> None:
         self.applied_index = entry.index
         try:
-            op = streamops.decode(entry.data)
+            op = entries.decode(entry.data)
         except ValueError as exc:
             logger.error("JetStream stream %s: undecodable entry %d skipped: %s", self.label,
                          entry.index, exc)
             return
         waiting = self._ingest_state.applied(op.origin)
-        if op.kind == streamops.MSGS:
+        if op.kind == entries.MSGS:
             answers = waiting if isinstance(waiting, Answers) else None
             self._apply_msgs(op.msgs or [], answers.replies if answers else None)
             for reply, payload in answers.refused if answers else ():
@@ -138,35 +156,25 @@ class StreamReplica:
         stream.on_durable(stream.store.last_seq)
         self._maybe_snapshot()
 
-    def _apply_msgs(self, msgs: list[streamops.Publish], replies: list[bytes] | None) -> None:
+    def _apply_msgs(self, msgs: list[entries.Publish], replies: list[bytes] | None) -> None:
+        """Every replica stores the committed messages through the stream's one store-and-ack
+        path; the PubAcks (only the leader has replies) leave with `on_durable` right after:
+        committed is durable, on a quorum."""
         stream = self.stream
         for i, msg in enumerate(msgs):
             reply = replies[i] if replies else b""
-            try:
-                published = stream.apply_publish(msg.subject, msg.hdr, msg.data, msg.ts)
-            except ApiError as exc:
-                self._reply(reply, stream.pub_error(exc))
-                continue
-            except StoreFull:
-                self._reply(reply, stream.pub_error(errors.storage_exceeded()))
-                continue
-            except StoreError as exc:
-                logger.error("JetStream stream %s failed to store a message: %s", self.label, exc)
-                self._reply(reply, stream.pub_error(errors.store_failed(str(exc))))
-                continue
-            self._applied_msgs += 1
-            if reply:
-                self._reply(reply, stream.pub_ack(published))
+            if stream.store_publish(msg.subject, msg.hdr, msg.data, msg.ts, reply) is not None:
+                self._applied_msgs += 1
 
     def _reply(self, reply: bytes, payload: bytes) -> None:
         if reply:
-            self.server.publish_internal(reply, payload=payload)
+            self.bus.publish_internal(reply, payload=payload)
 
     def _apply_request(self, kind: int, request: dict[str, Any]) -> dict[str, Any]:
         """A purge or message delete, applied identically on every replica."""
         stream = self.stream
         try:
-            if kind == streamops.PURGE:
+            if kind == entries.PURGE:
                 purged = stream.store.purge(subject=request.get("filter") or None,
                                             seq=request.get("seq", 0),
                                             keep=request.get("keep", 0))
@@ -218,7 +226,7 @@ class StreamReplica:
         store = self.stream.store
         try:
             while store.last_seq < self._catchup_to:
-                await catchup.fetch(self.server, self.group, self._catchup_peers, store,
+                await catchup.fetch(self.bus, self.group, self._catchup_peers, store,
                                     self._catchup_to, self.label)
         except StoreError as exc:
             logger.error("JetStream stream %s: catch-up failed: %s", self.label, exc)
@@ -237,8 +245,8 @@ class StreamReplica:
         if self.driver is None:
             return []
         leader = self.driver.leader
-        others = [p for p in self.assignment.peers if p not in (self.server.name, leader)]
-        return ([leader] if leader and leader != self.server.name else []) + others
+        others = [p for p in self.assignment.peers if p not in (self.bus.name, leader)]
+        return ([leader] if leader and leader != self.bus.name else []) + others
 
     # Snapshots
 
@@ -284,15 +292,23 @@ class StreamReplica:
     def _gain_leadership(self) -> None:
         self.leader = True
         self.leader_since = now_ns()
-        self.epoch = streamops.new_epoch()
+        self.epoch = entries.new_epoch()
         self._number = 0
         logger.info("JetStream stream %s: this server is the leader", self.label)
         self._ingest = self.js.subscribe_ingest(self.stream, self.ingest)
         self.cluster.stream_leader_changed(self)
         if self.create_reply is not None:
-            reply, extra = self.create_reply
+            reply = self.create_reply
             self.create_reply = None
-            self.cluster.respond_stream_info(self, reply, extra)
+            self.cluster.respond_stream_info(self, reply)
+
+    def resubscribe_ingest(self) -> None:
+        """The stream's subjects changed: the leader ingests on the new ones."""
+        if not self.leader:
+            return
+        for sub in self._ingest:
+            self.bus.unsubscribe_internal(sub)
+        self._ingest = self.js.subscribe_ingest(self.stream, self.ingest)
 
     def _lose_leadership(self) -> None:
         if not self.leader:
@@ -300,7 +316,7 @@ class StreamReplica:
         self.leader = False
         self.epoch = b""
         for sub in self._ingest:
-            self.server.unsubscribe_internal(sub)
+            self.bus.unsubscribe_internal(sub)
         self._ingest = []
         # Not proposed, and the new leader may have the same messages: no answer (see ingest).
         self._ingest_state.drop_batch()
@@ -325,7 +341,7 @@ class StreamReplica:
                 return
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.server.loop.call_soon(self._flush)
+            self.bus.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -337,7 +353,7 @@ class StreamReplica:
             return
         origin = self._origin()
         self._ingest_state.proposed(origin, batch)
-        self._propose(origin, streamops.encode_msgs(origin, batch.msgs))
+        self._propose(origin, entries.encode_msgs(origin, batch.msgs))
 
     def _propose(self, origin: Origin, entry: bytes) -> None:
         assert self.driver is not None
@@ -368,14 +384,14 @@ class StreamReplica:
             return result
         origin = self._origin()
         self._ingest_state.requested(origin, result)
-        self._propose(origin, streamops.encode_request(kind, origin, request))
+        self._propose(origin, entries.encode_request(kind, origin, request))
         return result
 
     def step_down(self) -> None:
         driver = self.driver
         if driver is None or not driver.is_leader:
             raise ApiError(500, 10009, "JetStream cluster can not handle request")
-        target = best_successor(driver, self.assignment.peers, self.server.name)
+        target = best_successor(driver, self.assignment.peers, self.bus.name)
         if target is None or not driver.transfer_leadership(target):
             raise ApiError(500, 10009, "JetStream cluster can not handle request")
 

@@ -18,26 +18,25 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from broker.jetstream import meta
+from broker.jetstream.cluster import meta
+from broker.jetstream.cluster.consumerreplica import ConsumerReplica
+from broker.jetstream.cluster.groups import TICK, RaftGroups, RaftTransport
+from broker.jetstream.cluster.meta import Change, ConsumerAssignment, MetaState, StreamAssignment
+from broker.jetstream.cluster.streamreplica import StreamReplica, peer_hash
+from broker.jetstream.consumer import Consumer
 from broker.jetstream.consumerconfig import ConsumerConfig
-from broker.jetstream.consumerreplica import ConsumerReplica
 from broker.jetstream.errors import ApiError
-from broker.jetstream.groups import TICK, RaftGroups
-from broker.jetstream.meta import Change, ConsumerAssignment, MetaState, StreamAssignment
-from broker.jetstream.replica import StreamReplica, peer_hash
+from broker.jetstream.jetstream import JetStream, LocalStream
 from broker.jetstream.streamconfig import StreamConfig
 from broker.log import logger
 from common.gotime import format_ns, now_ns
+from config.options import ClusterOptions
 from raft.driver import RaftDriver
 from raft.messages import Entry, EntryType
 from raft.state import SnapshotMeta
 from storage import StoreError, durable
-
-if TYPE_CHECKING:
-    from broker.jetstream.engine import JetStream
-    from broker.jetstream.stream import Stream
 
 META_GROUP = "_meta_"
 META_SNAPSHOT_ENTRIES = 1000
@@ -45,15 +44,28 @@ FRESH = 10.0  # seconds: a proposal older than this is being replayed, not answe
 BOOTSTRAP_POLL = 0.1
 
 
+class ClusterRoutes(RaftTransport, Protocol):
+    """What the cluster needs of the route connections (`broker.route.RouteManager`)."""
+
+    name: str
+    options: ClusterOptions
+
+    def bootstrap_peers(self) -> list[str] | None:
+        """The servers the configured routes lead to, once every one is resolved; else None."""
+        ...
+
+    def routes_include_self(self) -> bool: ...
+
+    def jetstream_peers(self) -> list[str]: ...
+
+
 class JetStreamCluster:
-    def __init__(self, js: JetStream) -> None:
+    def __init__(self, js: JetStream, routes: ClusterRoutes) -> None:
         self.js = js
-        self.server = js.server
-        routes = self.server.routes
-        assert routes is not None
+        self.bus = js.bus
         self.routes = routes
         self.name = routes.name
-        self.groups = RaftGroups(self.server.name, routes,
+        self.groups = RaftGroups(self.bus.name, routes,
                                  os.path.join(js.store_dir, "$SYS", "_js_"))
         self.meta = MetaState()
         self.meta_driver: RaftDriver | None = None
@@ -72,7 +84,7 @@ class JetStreamCluster:
     # Lifecycle
 
     def start(self) -> None:
-        self.track(self.server.loop.create_task(self._run()))
+        self.track(self.bus.loop.create_task(self._run()))
 
     def track(self, task: asyncio.Task) -> None:
         self._tasks.add(task)
@@ -102,6 +114,10 @@ class JetStreamCluster:
                 await self._act(change)
             except Exception:
                 logger.exception("JetStream cluster failed to act on %s", change.op)
+
+    async def hand_over(self, timeout: float) -> int:
+        """Lame duck: hand the leadership of every group led here to a peer."""
+        return await self.groups.hand_over(timeout)
 
     async def stop(self) -> None:
         self.stopped = True
@@ -139,7 +155,7 @@ class JetStreamCluster:
             peers = self.routes.bootstrap_peers()
             if peers is not None and self.routes.routes_include_self():
                 self.problem = ""
-                return sorted({self.server.name, *peers})
+                return sorted({self.bus.name, *peers})
             if peers is not None:
                 self._refuse_to_found()
             await asyncio.sleep(BOOTSTRAP_POLL)
@@ -150,7 +166,7 @@ class JetStreamCluster:
         cluster's list (a pod beyond the replicas the routes name, or a wrong POD_NAME). Founding
         a meta group with the servers it sees would split the cluster; say what is wrong and
         stay out of it (health fails with the same words)."""
-        problem = (f"JetStream cluster: this server ({self.server.name}) is not one of its "
+        problem = (f"JetStream cluster: this server ({self.bus.name}) is not one of its "
                    f"configured routes ({', '.join(self.routes.options.routes)}); every server "
                    "of a JetStream cluster lists all of them, itself included. Check POD_NAME "
                    "and that cluster.routes names every pod of the StatefulSet")
@@ -172,7 +188,7 @@ class JetStreamCluster:
             logger.info("JetStream cluster: this server is the meta leader")
             self.js.advise("$JS.EVENT.ADVISORY.META.LEADER_ELECTED",
                            {"type": "io.nats.jetstream.advisory.v1.meta_leader_elected",
-                            "leader": self.server.name, "cluster": self.name})
+                            "leader": self.bus.name, "cluster": self.name})
 
     def meta_leader_name(self) -> str | None:
         return self.meta_driver.leader if self.meta_driver is not None else None
@@ -245,12 +261,12 @@ class JetStreamCluster:
     def _answers_delete(self, leads: bool, peers: list[str]) -> bool:
         """The leader answers a delete once it is done with it (so the client's next request
         finds it gone); the meta leader answers when it holds no copy."""
-        return leads or (self.meta_leader and self.server.name not in peers)
+        return leads or (self.meta_leader and self.bus.name not in peers)
 
     def _respond_deleted(self, reply: bytes, kind: str) -> None:
         if reply:
             body = {"type": "io.nats.jetstream.api.v1." + kind, "success": True}
-            self.server.publish_internal(reply, payload=json.dumps(body).encode())
+            self.bus.publish_internal(reply, payload=json.dumps(body).encode())
 
     @staticmethod
     def _fresh_reply(change: Change) -> bytes:
@@ -263,7 +279,7 @@ class JetStreamCluster:
 
     async def _reconcile(self) -> None:
         """After a meta snapshot: hold exactly what the assignments give this server."""
-        me = self.server.name
+        me = self.bus.name
         for name in list(self.js.streams):
             sa = self.meta.streams.get(name)
             if sa is None or me not in sa.peers or self._group_of(name) != sa.group:
@@ -283,7 +299,7 @@ class JetStreamCluster:
         return replica.group if replica is not None else ""
 
     async def _add_stream(self, sa: StreamAssignment, reply: bytes) -> None:
-        if self.server.name not in sa.peers or sa.name in self.js.streams:
+        if self.bus.name not in sa.peers or sa.name in self.js.streams:
             return
         config = StreamConfig.from_json(sa.config)
         raft_log = self.groups.open_log(sa.group) if sa.replicated else None
@@ -304,7 +320,7 @@ class JetStreamCluster:
         self.js.attach_assigned(stream, ingest=False)
         replica = StreamReplica(self, stream, sa)
         if reply:
-            replica.create_reply = (reply, {})
+            replica.create_reply = reply
         self.streams[sa.name] = replica
         assert raft_log is not None
         await replica.start(raft_log)
@@ -318,10 +334,8 @@ class JetStreamCluster:
             replica.assignment = sa
         config = StreamConfig.from_json(sa.config)
         self.js.apply_stream_update(stream, config, ingest=replica is None)
-        if replica is not None and replica.leader:
-            for sub in replica._ingest:
-                self.server.unsubscribe_internal(sub)
-            replica._ingest = self.js.subscribe_ingest(stream, replica.ingest)
+        if replica is not None:
+            replica.resubscribe_ingest()
         if reply and (replica is None or replica.leader):
             self.respond_info(reply, self.stream_info(stream))
 
@@ -337,7 +351,7 @@ class JetStreamCluster:
         self.js.offline.pop(name, None)
 
     async def _add_consumer(self, ca: ConsumerAssignment, reply: bytes) -> None:
-        if self.server.name not in ca.peers:
+        if self.bus.name not in ca.peers:
             return
         stream = self.js.streams.get(ca.stream)
         if stream is None:
@@ -376,7 +390,7 @@ class JetStreamCluster:
     def request_consumer_delete(self, stream: str, name: str) -> None:
         """Ask the meta leader (wherever it is) to delete a consumer, as a client would."""
         subject = f"$JS.API.CONSUMER.DELETE.{stream}.{name}".encode()
-        self.server.publish_internal(subject, b"$JSC.IGNORED." + os.urandom(4).hex().encode())
+        self.bus.publish_internal(subject, b"$JSC.IGNORED." + os.urandom(4).hex().encode())
 
     # Responses that a stream or consumer leader sends for the meta leader
 
@@ -386,10 +400,9 @@ class JetStreamCluster:
         body = {"type": "io.nats.jetstream.api.v1." + kind, **info}
         if did_create:
             body["did_create"] = True
-        self.server.publish_internal(reply, payload=json.dumps(body).encode())
+        self.bus.publish_internal(reply, payload=json.dumps(body).encode())
 
-    def respond_stream_info(self, replica: StreamReplica, reply: bytes,
-                            extra: dict[str, Any]) -> None:
+    def respond_stream_info(self, replica: StreamReplica, reply: bytes) -> None:
         self.respond_info(reply, self.stream_info(replica.stream), did_create=True)
 
     def respond_consumer_info(self, replica: ConsumerReplica, reply: bytes) -> None:
@@ -400,7 +413,7 @@ class JetStreamCluster:
         if replica.leader:
             self.js.advise(f"$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.{name}",
                            {"type": "io.nats.jetstream.advisory.v1.stream_leader_elected",
-                            "stream": name, "leader": self.server.name,
+                            "stream": name, "leader": self.bus.name,
                             "replicas": self._replica_list(replica.driver,
                                                            replica.assignment.peers)})
 
@@ -410,7 +423,7 @@ class JetStreamCluster:
             self.js.advise(
                 f"$JS.EVENT.ADVISORY.CONSUMER.LEADER_ELECTED.{stream}.{replica.name}",
                 {"type": "io.nats.jetstream.advisory.v1.consumer_leader_elected",
-                 "stream": stream, "consumer": replica.name, "leader": self.server.name,
+                 "stream": stream, "consumer": replica.name, "leader": self.bus.name,
                  "replicas": self._replica_list(replica.driver, replica.assignment.peers)})
 
     # Who answers what
@@ -445,11 +458,11 @@ class JetStreamCluster:
 
     def online_peers(self) -> list[str]:
         """JetStream servers reachable now (placement chooses among them)."""
-        return sorted({self.server.name, *self.routes.jetstream_peers()})
+        return sorted({self.bus.name, *self.routes.jetstream_peers()})
 
     # Info blocks
 
-    def stream_info(self, stream: Stream, subjects_filter: str = "",
+    def stream_info(self, stream: LocalStream, subjects_filter: str = "",
                     deleted_details: bool = False) -> dict[str, Any]:
         info = stream.info(subjects_filter, deleted_details, now_ns())
         info["cluster"] = self.stream_cluster_info(stream.config.name)
@@ -460,15 +473,15 @@ class JetStreamCluster:
         replica = self.streams.get(name)
         if replica is not None:
             return replica.cluster_info()
-        return {"name": self.name, "leader": self.server.name}
+        return {"name": self.name, "leader": self.bus.name}
 
-    def consumer_info(self, consumer: Any) -> dict[str, Any]:
+    def consumer_info(self, consumer: Consumer) -> dict[str, Any]:
         info = consumer.info()
         replica = self.consumers.get((consumer.stream.config.name, consumer.name))
         if replica is not None:
             info["cluster"] = replica.cluster_info()
         else:
-            info["cluster"] = {"name": self.name, "leader": self.server.name}
+            info["cluster"] = {"name": self.name, "leader": self.bus.name}
         return info
 
     def group_info(self, driver: RaftDriver | None, peers: list[str], leader_since: int
@@ -479,7 +492,7 @@ class JetStreamCluster:
         out: dict[str, Any] = {"name": self.name, "raft_group": driver.group}
         if status.leader:
             out["leader"] = status.leader
-        if status.leader == self.server.name and leader_since:
+        if status.leader == self.bus.name and leader_since:
             out["leader_since"] = format_ns(leader_since)
         replicas = self._replica_list(driver, peers)
         if replicas:
@@ -491,7 +504,7 @@ class JetStreamCluster:
         if driver is None:
             return []
         status = driver.status()
-        leading = status.leader == self.server.name
+        leading = status.leader == self.bus.name
         out = []
         for peer in peers:
             if peer == status.leader:
@@ -506,7 +519,7 @@ class JetStreamCluster:
                     entry["lag"] = progress.lag
                 if not progress.active:
                     entry["offline"] = True
-            elif peer == self.server.name:
+            elif peer == self.bus.name:
                 entry["current"] = status.applied >= status.commit
             out.append(entry)
         return out
@@ -520,7 +533,7 @@ class JetStreamCluster:
         status = driver.status()
         if status.leader:
             body["leader"] = status.leader
-        body["peer"] = peer_hash(self.server.name)
+        body["peer"] = peer_hash(self.bus.name)
         body["replicas"] = self._replica_list(driver, sorted(status.voters))
         return body
 

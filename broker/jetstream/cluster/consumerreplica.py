@@ -16,21 +16,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from broker.jetstream.cluster.groups import RaftGroups
+from broker.jetstream.cluster.meta import ConsumerAssignment
+from broker.jetstream.consumer import Consumer
+from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.consumerstate import ACK, ACK_ALL, TERM, ConsumerState
+from broker.jetstream.jetstream import JetStream, LocalStream
 from broker.log import logger
 from common.gotime import now_ns
 from raft.driver import RaftDriver
 from raft.messages import Entry, EntryType
 from raft.state import SnapshotMeta
-
-if TYPE_CHECKING:
-    from broker.jetstream.cluster import JetStreamCluster
-    from broker.jetstream.consumer import Consumer
-    from broker.jetstream.consumerconfig import ConsumerConfig
-    from broker.jetstream.meta import ConsumerAssignment
-    from broker.jetstream.stream import Stream
 
 OPS = b"O"
 STATE = b"S"
@@ -38,9 +36,28 @@ SNAPSHOT_OPS = 50_000
 _ACKS = frozenset({ACK, ACK_ALL, TERM})
 
 
+class ConsumerReplicaHost(Protocol):
+    """What a replicated consumer needs of the cluster (`jetstream_cluster.JetStreamCluster`)."""
+
+    @property
+    def js(self) -> JetStream: ...
+
+    @property
+    def groups(self) -> RaftGroups: ...
+
+    def track(self, task: asyncio.Task[None]) -> None: ...
+
+    def group_info(self, driver: RaftDriver | None, peers: list[str], leader_since: int
+                   ) -> dict[str, Any]: ...
+
+    def consumer_leader_changed(self, replica: ConsumerReplica) -> None: ...
+
+    def respond_consumer_info(self, replica: ConsumerReplica, reply: bytes) -> None: ...
+
+
 class ConsumerReplica:
-    def __init__(self, cluster: JetStreamCluster, stream: Stream, ca: ConsumerAssignment,
-                 config: ConsumerConfig) -> None:
+    def __init__(self, cluster: ConsumerReplicaHost, stream: LocalStream,
+                 ca: ConsumerAssignment, config: ConsumerConfig) -> None:
         self.cluster = cluster
         self.js = cluster.js
         self.stream = stream
@@ -191,7 +208,7 @@ class ConsumerReplica:
 
 class ReplicatedLog:
     """What a live replicated consumer records its ops into: each loop turn's ops become one
-    proposal. `after_commit` calls back once everything recorded so far is committed (an
+    proposal. `after_durable` calls back once everything recorded so far is committed (an
     ack with a reply is answered then)."""
 
     def __init__(self, replica: ConsumerReplica) -> None:
@@ -223,7 +240,8 @@ class ReplicatedLog:
         for callback in waiting:
             future.add_done_callback(_callback(callback))
 
-    def after_commit(self, callback: Callable[[BaseException | None], None]) -> None:
+    def after_durable(self, callback: Callable[[BaseException | None], None]) -> None:
+        """Committed is durable here: on a quorum, fsynced there."""
         if self._ops:
             self._waiting.append(callback)
         elif self._last is not None and not self._last.done():

@@ -17,13 +17,11 @@ import asyncio
 import json
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
+from broker.jetstream.bus import Bus
 from broker.log import logger
 from storage.store import MessageStore, StoreError
-
-if TYPE_CHECKING:
-    from broker.server import Server
 
 BATCH_BYTES = 1 << 20
 BATCH_MSGS = 4096
@@ -108,7 +106,7 @@ def _skip_to(store: MessageStore, seq: int, ts: int) -> None:
         store.skip_msg(ts)
 
 
-def serve(store: Callable[[], MessageStore], server: Server
+def serve(store: Callable[[], MessageStore], server: Bus
           ) -> Callable[[bytes, bytes, int, bytes], None]:
     """The handler of a replica's catch-up subject."""
     def on_request(subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
@@ -128,7 +126,7 @@ def serve(store: Callable[[], MessageStore], server: Server
     return on_request
 
 
-async def fetch(server: Server, group: str, peers: Callable[[], list[str]],
+async def fetch(server: Bus, group: str, peers: Callable[[], list[str]],
                 store: MessageStore, stop: int, label: str) -> None:
     """Copy what `store` lacks up to `stop` from peers, one batch at a time."""
     loop = asyncio.get_running_loop()

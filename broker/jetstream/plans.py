@@ -1,0 +1,101 @@
+"""The checks of a stream or consumer create that need nothing but configs: the single server
+(`jetstream.JetStream`) and the meta leader of a cluster (`cluster.api`) both run them, so a
+create is refused with the same error, in nats-server's order, wherever it is decided.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from broker.jetstream import errors
+from broker.jetstream.consumerconfig import ConsumerConfig
+from broker.jetstream.errors import ApiError
+from broker.jetstream.streamconfig import StreamConfig
+from common.subjects import subjects_collide
+
+
+def plan_stream(requested: StreamConfig, duplicate_limit: int) -> StreamConfig:
+    """The checks of a stream create that need nothing but the config."""
+    config = requested.normalized(duplicate_limit)
+    if config.sealed:
+        raise errors.stream_invalid_config("stream configuration for create can not be sealed")
+    if config.mirror_direct and config.mirror is None:
+        raise errors.stream_invalid_config("stream has no mirror but does have mirror direct")
+    return config
+
+
+def check_overlap(config: StreamConfig, others: list[StreamConfig], ignore: str = "") -> None:
+    """No two streams may capture the same subject."""
+    for other in others:
+        if other.name in (config.name, ignore):
+            continue
+        for a in config.subjects:
+            for b in other.subjects:
+                if subjects_collide(a.encode(), b.encode()):
+                    raise errors.subjects_overlap()
+
+
+def plan_consumer(stream_config: StreamConfig, existing: dict[str, ConsumerConfig],
+                  requested: ConsumerConfig, action: str = ""
+                  ) -> tuple[str, ConsumerConfig, ConsumerConfig | None]:
+    """Check a consumer create/update against its stream and the stream's other consumers, in
+    nats-server's order. Returns (name, config with defaults, the config it replaces or None)."""
+    config = requested.with_defaults(stream_config)
+    config.check(stream_config)
+    name = config.durable_name or config.name
+    previous = existing.get(name) if name else None
+    if previous is not None:
+        if action == "create" and previous.to_json() != config.to_json():
+            raise ApiError(400, 10148, "consumer already exists")
+        if previous.to_json() != config.to_json():
+            config.check_update(previous)
+            _check_workqueue(stream_config, existing, config, name)
+        return name, config, previous
+    if action == "update":
+        raise ApiError(400, 10149, "consumer does not exist")
+    if 0 < stream_config.max_consumers <= len(existing):
+        raise ApiError(400, 10026, "maximum consumers limit reached")
+    if stream_config.retention == "workqueue":
+        if config.ack_policy != "explicit":
+            raise ApiError(400, 10098, "workqueue stream requires explicit ack")
+        _check_workqueue(stream_config, existing, config, name)
+        if config.deliver_policy != "all":
+            raise ApiError(400, 10101, "consumer must be deliver all on workqueue stream")
+    if not name:
+        name = _random_name()
+    if len(name) > 255:
+        raise ApiError(400, 10102, "consumer name is too long, maximum allowed is 255")
+    return name, config, None
+
+
+def _check_workqueue(stream_config: StreamConfig, existing: dict[str, ConsumerConfig],
+                     config: ConsumerConfig, name: str) -> None:
+    if stream_config.retention != "workqueue":
+        return
+    others = [c for n, c in existing.items() if n != name]
+    if not others:
+        return
+    if config.filters == (">",):
+        raise ApiError(400, 10099, "multiple non-filtered consumers not allowed on "
+                                   "workqueue stream")
+    for other in others:
+        for a in config.filters:
+            for b in other.filters:
+                if subjects_collide(a.encode(), b.encode()):
+                    raise ApiError(400, 10100, "filtered consumer not unique on workqueue "
+                                               "stream")
+
+
+def known_fields(cls: type, config: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a saved config that `cls` (a dataclass) still has (a field dropped since is
+    skipped, not fatal, when reading back what an older version wrote)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in config.items() if k in names}
+
+
+def _random_name() -> str:
+    """A generated consumer name: 8 alphanumerics, like nats-server's."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(alphabet[b % len(alphabet)] for b in os.urandom(8))
