@@ -42,6 +42,12 @@ JsonObject = Mapping[str, object]
 
 
 class ConsumerView(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def stream_name(self) -> str: ...
+
     def info(self, now: int = 0) -> JsonObject:
         """CONSUMER.INFO's body (single server)."""
         ...
@@ -60,6 +66,7 @@ class StreamView(Protocol):
 # The stream type a server holds, as a type parameter: the cluster's STREAM.INFO takes back the
 # streams the engine gave out (its own class), which a plain protocol argument would not match.
 S = TypeVar("S", bound=StreamView)
+S_co = TypeVar("S_co", bound=StreamView, covariant=True)
 S_contra = TypeVar("S_contra", bound=StreamView, contravariant=True)
 
 
@@ -101,9 +108,9 @@ class ClusterView(Protocol[S_contra]):
         ...
 
 
-class JetStreamView(Protocol[S]):
+class JetStreamView(Protocol[S_co]):
     @property
-    def streams(self) -> Mapping[str, S]: ...
+    def streams(self) -> Mapping[str, S_co]: ...
 
     @property
     def domain(self) -> str: ...

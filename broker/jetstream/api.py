@@ -13,7 +13,7 @@ import base64
 import json
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from broker import headers as h
 from broker.jetstream import errors
@@ -158,7 +158,8 @@ class JetStreamApi:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _finish(self, kind: str, reply: bytes, pending: Awaitable[dict[str, Any]]) -> None:
+    async def _finish(self, kind: str, reply: bytes,
+                      pending: Awaitable[dict[str, Any] | None]) -> None:
         try:
             result = await pending
         except ApiError as exc:
@@ -298,8 +299,10 @@ class JetStreamApi:
     async def _durable(self, stream: LocalStream) -> None:
         """Wait until the stream's changes so far are on disk (group commit)."""
         done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
-        self.js.commit.after_sync(stream.store,
-                                  lambda err: done.done() or done.set_result(err))
+        def synced(error: BaseException | None) -> None:
+            if not done.done():
+                done.set_result(error)
+        self.js.commit.after_sync(stream.store, synced)
         error = await done
         if error is not None:
             raise errors.sync_failed(error)
@@ -487,7 +490,7 @@ class JetStreamApi:
         self.bus.publish_internal(reply, payload=block + msg.data, hdr=len(block))
 
     def _direct_load(self, stream: LocalStream, reply: bytes, seq: int, last_by: str, next_by: str
-                     ) -> StoredMessage | bool | None:
+                     ) -> StoredMessage | Literal[False] | None:
         """The message, None if there is none, False if it is damaged (a status was sent)."""
         try:
             return _load(stream, seq, last_by, next_by)

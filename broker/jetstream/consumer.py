@@ -21,7 +21,7 @@ import os
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from broker import headers as h
 from broker.jetstream.bus import Bus
@@ -156,6 +156,10 @@ class Consumer:
     # Lifecycle
 
     @property
+    def stream_name(self) -> str:
+        return self.stream.config.name
+
+    @property
     def is_push(self) -> bool:
         return self.config.is_push
 
@@ -258,7 +262,7 @@ class Consumer:
             if self._throttled():
                 return
             item = self._next()
-            if item is None:
+            if not item:  # nothing due (without max_bytes never False)
                 return
             msg, dc = item
             if dc == 1 and self._hold_for_replay(msg):
@@ -343,7 +347,7 @@ class Consumer:
                 self.waiting.rotate(-1)  # round robin, one message at a time, as nats-server
 
     def _next(self, max_bytes: int = 0, reply_len: int = 0
-              ) -> tuple[StoredMessage, int] | bool | None:
+              ) -> tuple[StoredMessage, int] | Literal[False] | None:
         """The next message to deliver and its delivery count: redeliveries first. False when
         it would not fit `max_bytes` (counted as nats-server does: subject, ack reply, body)."""
         state = self.state
@@ -727,7 +731,7 @@ class Consumer:
 
     def _prune_expired(self) -> None:
         now = self.loop.time()
-        alive = deque()
+        alive: deque[PullRequest] = deque()
         for request in self.waiting:
             if request.expires and now >= request.expires:
                 self._expire_request(request)

@@ -194,4 +194,4 @@ class GroupCommit:
 
 def _name(store: Any) -> str:
     config = getattr(store, "config", None)
-    return getattr(config, "name", None) or getattr(store, "name", "?")
+    return str(getattr(config, "name", None) or getattr(store, "name", "?"))

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from broker.jetstream.bus import Bus
 from broker.log import logger
-from storage.store import MessageStore, StoreError
+from storage.store import MessageStore, StoredMessage, StoreError
 
 BATCH_BYTES = 1 << 20
 BATCH_MSGS = 4096
@@ -47,7 +47,7 @@ def encode_batch(store: MessageStore, start: int, stop: int) -> bytes:
     """Messages of `store` in [start, stop], up to the batch limits. Raises StoreError (for a
     damaged record: the requester must get that message from another peer, not a gap)."""
     last = min(stop, store.last_seq)
-    msgs = []
+    msgs: list[StoredMessage] = []
     size = 0
     covered = start - 1
     while covered < last and len(msgs) < BATCH_MSGS and size < BATCH_BYTES:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -51,7 +52,7 @@ class Entry:
     request: dict[str, Any] | None = None
 
 
-def encode_msgs(origin: Origin, msgs: list[tuple[bytes, bytes, bytes, int]]) -> bytes:
+def encode_msgs(origin: Origin, msgs: Sequence[tuple[bytes, bytes, bytes, int]]) -> bytes:
     """`msgs`: (subject, header, data, ts) as the ingest path has them."""
     parts = [_HEAD.pack(MSGS, origin.epoch, origin.number), _COUNT.pack(len(msgs))]
     for subject, hdr, data, ts in msgs:

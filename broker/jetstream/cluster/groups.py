@@ -93,7 +93,7 @@ class RaftGroups:
             if target is not None and driver.transfer_leadership(target):
                 handed.append(driver)
         if handed:
-            waits = [d.wait_for(lambda d=d: not d.is_leader) for d in handed]
+            waits = [d.wait_for(_not_leader(d)) for d in handed]
             try:
                 await asyncio.wait_for(asyncio.gather(*waits), timeout)
             except (TimeoutError, DriverStopped):
@@ -127,4 +127,9 @@ def best_successor(driver: RaftDriver, peers: list[str], me: str) -> str | None:
     others = [p for p in peers if p != me]
     current = [p for p in others if p in status.peers and status.peers[p].active
                and status.peers[p].lag == 0]
-    return (current or others or [None])[0]
+    choices = current or others
+    return choices[0] if choices else None
+
+
+def _not_leader(driver: RaftDriver) -> Callable[[], bool]:
+    return lambda: not driver.is_leader

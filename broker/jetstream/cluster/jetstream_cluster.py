@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from broker.jetstream.cluster import meta
@@ -25,7 +26,6 @@ from broker.jetstream.cluster.consumerreplica import ConsumerReplica
 from broker.jetstream.cluster.groups import TICK, RaftGroups, RaftTransport
 from broker.jetstream.cluster.meta import Change, ConsumerAssignment, MetaState, StreamAssignment
 from broker.jetstream.cluster.streamreplica import StreamReplica, peer_hash
-from broker.jetstream.consumer import Consumer
 from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.errors import ApiError
 from broker.jetstream.jetstream import JetStream, LocalStream
@@ -57,6 +57,18 @@ class ClusterRoutes(RaftTransport, Protocol):
     def routes_include_self(self) -> bool: ...
 
     def jetstream_peers(self) -> list[str]: ...
+
+
+class InfoConsumer(Protocol):
+    """A consumer as CONSUMER.INFO sees it (`consumer.Consumer`; /metrics' view of one)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def stream_name(self) -> str: ...
+
+    def info(self, now: int = 0) -> Mapping[str, object]: ...
 
 
 class JetStreamCluster:
@@ -475,9 +487,9 @@ class JetStreamCluster:
             return replica.cluster_info()
         return {"name": self.name, "leader": self.bus.name}
 
-    def consumer_info(self, consumer: Consumer) -> dict[str, Any]:
-        info = consumer.info()
-        replica = self.consumers.get((consumer.stream.config.name, consumer.name))
+    def consumer_info(self, consumer: InfoConsumer) -> dict[str, Any]:
+        info = dict(consumer.info())
+        replica = self.consumers.get((consumer.stream_name, consumer.name))
         if replica is not None:
             info["cluster"] = replica.cluster_info()
         else:
