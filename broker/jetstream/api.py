@@ -23,7 +23,7 @@ from broker.jetstream.consumer import Consumer
 from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.errors import ApiError
 from broker.jetstream.jetstream import JetStream, LocalStream
-from broker.jetstream.jsondecode import decode, parse_json, unknown_fields_error
+from broker.jetstream.jsondecode import JsonObject, decode, parse_json, unknown_fields_error
 from broker.jetstream.streamconfig import StreamConfig, is_valid_name
 from broker.log import logger
 from common.gotime import format_ns, now_ns
@@ -35,8 +35,8 @@ NAMES_LIMIT = 1024
 LIST_LIMIT = 256
 MAX_SUBJECT_DETAILS = 100_000
 
-Handler = Callable[[list[str], dict[str, Any], bytes],
-                   "dict[str, Any] | Awaitable[dict[str, Any] | None] | None"]
+Handler = Callable[[list[str], JsonObject, bytes],
+                   "JsonObject | Awaitable[JsonObject | None] | None"]
 
 
 class JetStreamApi:
@@ -75,7 +75,7 @@ class JetStreamApi:
         }
         # Fields nats-server also puts in an error response of these kinds.
         paging = {"total": 0, "offset": 0, "limit": 0}
-        self.error_fields: dict[str, dict[str, Any]] = {
+        self.error_fields: dict[str, JsonObject] = {
             "stream_info_response": paging,
             "stream_names_response": {**paging, "streams": None},
             "stream_list_response": {**paging, "streams": []},
@@ -159,7 +159,7 @@ class JetStreamApi:
         task.add_done_callback(self._tasks.discard)
 
     async def _finish(self, kind: str, reply: bytes,
-                      pending: Awaitable[dict[str, Any] | None]) -> None:
+                      pending: Awaitable[JsonObject | None]) -> None:
         try:
             result = await pending
         except ApiError as exc:
@@ -170,10 +170,10 @@ class JetStreamApi:
         if result is not None:
             self._respond(kind, reply, result)
 
-    def _error(self, kind: str, exc: ApiError) -> dict[str, Any]:
+    def _error(self, kind: str, exc: ApiError) -> JsonObject:
         return {"error": exc.to_json(), **self.error_fields.get(kind, {})}
 
-    def _respond(self, kind: str, reply: bytes, body: dict[str, Any]) -> None:
+    def _respond(self, kind: str, reply: bytes, body: JsonObject) -> None:
         payload = {"type": TYPE_PREFIX + kind, **body}
         self.bus.publish_internal(reply, payload=json.dumps(payload).encode())
         # Counted after answering: INFO reports the requests before it, as nats-server does.
@@ -181,7 +181,7 @@ class JetStreamApi:
         if "error" in body:
             self.js.api_errors += 1
 
-    def decode_config(self, request: dict[str, Any]) -> StreamConfig:
+    def decode_config(self, request: JsonObject) -> StreamConfig:
         unknown: list[str] = []
         request = {k: v for k, v in request.items() if k != "pedantic"}
         config = decode(StreamConfig, request, unknown)
@@ -193,8 +193,8 @@ class JetStreamApi:
 
     # Account
 
-    def account_info(self, tokens: list[str], request: dict[str, Any], body: bytes
-                     ) -> dict[str, Any]:
+    def account_info(self, tokens: list[str], request: JsonObject, body: bytes
+                     ) -> JsonObject:
         js = self.js
         return {
             "memory": js.usage("memory"),
@@ -212,8 +212,8 @@ class JetStreamApi:
 
     # Streams
 
-    def stream_create(self, tokens: list[str], request: dict[str, Any], body: bytes
-                      ) -> dict[str, Any]:
+    def stream_create(self, tokens: list[str], request: JsonObject, body: bytes
+                      ) -> JsonObject:
         _require_body(body)
         config = self.decode_config(request)
         name = tokens[-1]
@@ -226,16 +226,16 @@ class JetStreamApi:
         info["did_create"] = True  # also for an identical re-create, as nats-server 2.10 says
         return info
 
-    def stream_update(self, tokens: list[str], request: dict[str, Any], body: bytes
-                      ) -> dict[str, Any]:
+    def stream_update(self, tokens: list[str], request: JsonObject, body: bytes
+                      ) -> JsonObject:
         _require_body(body)
         config = self.decode_config(request)
         if config.name != tokens[-1]:
             raise errors.stream_name_mismatch()
         return self.js.update_stream(config).info(now=now_ns())
 
-    def stream_info(self, tokens: list[str], request: dict[str, Any], body: bytes
-                    ) -> dict[str, Any]:
+    def stream_info(self, tokens: list[str], request: JsonObject, body: bytes
+                    ) -> JsonObject:
         stream = self.js.lookup(tokens[-1])
         subjects_filter = request.get("subjects_filter") or ""
         if not isinstance(subjects_filter, str):
@@ -254,21 +254,21 @@ class JetStreamApi:
             paging = {"total": len(names), "offset": offset, "limit": MAX_SUBJECT_DETAILS}
         return {**paging, **info}
 
-    def stream_names(self, tokens: list[str], request: dict[str, Any], body: bytes
-                     ) -> dict[str, Any]:
+    def stream_names(self, tokens: list[str], request: JsonObject, body: bytes
+                     ) -> JsonObject:
         names = sorted(self._streams_matching(request.get("subject")))
         offset = min(_offset(request), len(names))
         page = names[offset:offset + NAMES_LIMIT]
         return {"total": len(names), "offset": offset, "limit": NAMES_LIMIT,
                 "streams": page or None}  # nats-server sends null, not [], for none
 
-    def stream_list(self, tokens: list[str], request: dict[str, Any], body: bytes
-                    ) -> dict[str, Any]:
+    def stream_list(self, tokens: list[str], request: JsonObject, body: bytes
+                    ) -> JsonObject:
         names = sorted(self._streams_matching(request.get("subject")))
         offset = min(_offset(request), len(names))
         now = now_ns()
         infos = [self.js.streams[n].info(now=now) for n in names[offset:offset + LIST_LIMIT]]
-        out: dict[str, Any] = {"total": len(names), "offset": offset, "limit": LIST_LIMIT,
+        out: JsonObject = {"total": len(names), "offset": offset, "limit": LIST_LIMIT,
                                "streams": infos}
         if self.js.offline:
             out["offline"] = dict(self.js.offline)
@@ -281,14 +281,14 @@ class JetStreamApi:
         return [name for name, s in self.js.streams.items()
                 if any(subjects_collide(wanted, x.encode()) for x in s.config.subjects)]
 
-    async def stream_delete(self, tokens: list[str], request: dict[str, Any], body: bytes
-                            ) -> dict[str, Any]:
+    async def stream_delete(self, tokens: list[str], request: JsonObject, body: bytes
+                            ) -> JsonObject:
         _require_empty(body)
         await self.js.delete_stream(tokens[-1])
         return {"success": True}
 
-    async def stream_purge(self, tokens: list[str], request: dict[str, Any], body: bytes
-                           ) -> dict[str, Any]:
+    async def stream_purge(self, tokens: list[str], request: JsonObject, body: bytes
+                           ) -> JsonObject:
         stream = self.js.lookup(tokens[-1])
         subject, seq, keep = stream.parse_purge(request)
         purged = stream.store.purge(subject=subject, seq=seq, keep=keep)
@@ -309,8 +309,8 @@ class JetStreamApi:
 
     # Consumers
 
-    def consumer_create(self, tokens: list[str], request: dict[str, Any], body: bytes
-                        ) -> dict[str, Any]:
+    def consumer_create(self, tokens: list[str], request: JsonObject, body: bytes
+                        ) -> JsonObject:
         stream_name, config, action = self.parse_consumer_create(tokens, request, body)
         if config.num_replicas > 1:
             raise errors.replicas_not_supported()
@@ -318,7 +318,7 @@ class JetStreamApi:
         consumer, _created = self.js.add_consumer(stream, config, action)
         return consumer.info()
 
-    def parse_consumer_create(self, tokens: list[str], request: dict[str, Any], body: bytes
+    def parse_consumer_create(self, tokens: list[str], request: JsonObject, body: bytes
                               ) -> tuple[str, ConsumerConfig, str]:
         """All create forms, checked in nats-server's order (jsConsumerCreateRequest).
         Returns (stream name, config, action)."""
@@ -366,7 +366,7 @@ class JetStreamApi:
             raise errors.invalid_json(f"unknown consumer action {action!r}")
         return stream_name, config, action
 
-    def _decode_consumer_config(self, data: dict[str, Any]) -> ConsumerConfig:
+    def _decode_consumer_config(self, data: JsonObject) -> ConsumerConfig:
         unknown: list[str] = []
         config = decode(ConsumerConfig, data, unknown)
         if unknown:
@@ -382,27 +382,27 @@ class JetStreamApi:
             raise ApiError(404, 10014, "consumer not found")
         return consumer
 
-    def consumer_info(self, tokens: list[str], request: dict[str, Any], body: bytes
-                      ) -> dict[str, Any]:
+    def consumer_info(self, tokens: list[str], request: JsonObject, body: bytes
+                      ) -> JsonObject:
         return self.find_consumer(tokens).info()
 
-    def consumer_delete(self, tokens: list[str], request: dict[str, Any], body: bytes
-                        ) -> dict[str, Any]:
+    def consumer_delete(self, tokens: list[str], request: JsonObject, body: bytes
+                        ) -> JsonObject:
         _require_empty(body)
         stream = self.js.lookup(tokens[2])
         self.js.remove_consumer(stream, tokens[3])
         return {"success": True}
 
-    def consumer_names(self, tokens: list[str], request: dict[str, Any], body: bytes
-                       ) -> dict[str, Any]:
+    def consumer_names(self, tokens: list[str], request: JsonObject, body: bytes
+                       ) -> JsonObject:
         stream = self.js.lookup(tokens[2])
         names = sorted(stream.consumers)
         offset = min(_offset(request), len(names))
         return {"total": len(names), "offset": offset, "limit": NAMES_LIMIT,
                 "consumers": names[offset:offset + NAMES_LIMIT]}
 
-    def consumer_list(self, tokens: list[str], request: dict[str, Any], body: bytes
-                      ) -> dict[str, Any]:
+    def consumer_list(self, tokens: list[str], request: JsonObject, body: bytes
+                      ) -> JsonObject:
         stream = self.js.lookup(tokens[2])
         names = sorted(stream.consumers)
         offset = min(_offset(request), len(names))
@@ -411,20 +411,20 @@ class JetStreamApi:
                 "consumers": [stream.consumers[n].info(now)
                               for n in names[offset:offset + LIST_LIMIT]]}
 
-    def consumer_stepdown(self, tokens: list[str], request: dict[str, Any], body: bytes
-                          ) -> dict[str, Any]:
+    def consumer_stepdown(self, tokens: list[str], request: JsonObject, body: bytes
+                          ) -> JsonObject:
         raise errors.cluster_required()
 
     # Messages
 
-    def msg_get(self, tokens: list[str], request: dict[str, Any], body: bytes
-                ) -> dict[str, Any]:
+    def msg_get(self, tokens: list[str], request: JsonObject, body: bytes
+                ) -> JsonObject:
         stream = self.js.lookup(tokens[-1])
         seq, last_by, next_by = _msg_get_request(request)
         msg = _load(stream, seq, last_by, next_by)
         if msg is None:
             raise errors.no_message_found()
-        out: dict[str, Any] = {"subject": msg.subject, "seq": msg.seq}
+        out: JsonObject = {"subject": msg.subject, "seq": msg.seq}
         if msg.hdr:
             out["hdrs"] = base64.b64encode(msg.hdr).decode()
         if msg.data:
@@ -432,8 +432,8 @@ class JetStreamApi:
         out["time"] = format_ns(msg.ts)
         return {"message": out}
 
-    async def msg_delete(self, tokens: list[str], request: dict[str, Any], body: bytes
-                         ) -> dict[str, Any]:
+    async def msg_delete(self, tokens: list[str], request: JsonObject, body: bytes
+                         ) -> JsonObject:
         stream = self.js.lookup(tokens[-1])
         seq, no_erase = stream.parse_msg_delete(request, body)
         if not stream.store.remove(seq, erase=not no_erase):
@@ -442,8 +442,8 @@ class JetStreamApi:
         await self._durable(stream)
         return {"success": True}
 
-    def stepdown(self, tokens: list[str], request: dict[str, Any], body: bytes
-                 ) -> dict[str, Any]:
+    def stepdown(self, tokens: list[str], request: JsonObject, body: bytes
+                 ) -> JsonObject:
         raise errors.cluster_required()  # one server: nothing to step down from
 
     # Direct get (raw messages, no JSON envelope)
@@ -512,7 +512,7 @@ def _ignore(subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
 
 
 def _with_reply(handler: Callable[..., Any], reply: bytes, tokens: list[str],
-                request: dict[str, Any], body: bytes) -> Any:
+                request: JsonObject, body: bytes) -> Any:
     return handler(tokens, request, body, reply)
 
 
@@ -526,14 +526,14 @@ def _require_empty(body: bytes) -> None:
         raise ApiError(400, 10038, "expected an empty request payload")
 
 
-def _offset(request: dict[str, Any]) -> int:
+def _offset(request: JsonObject) -> int:
     offset = request.get("offset", 0) or 0
     if not isinstance(offset, int) or offset < 0:
         raise errors.invalid_json("offset must be a positive number")
     return offset
 
 
-def _msg_get_request(request: dict[str, Any]) -> tuple[int, str, str]:
+def _msg_get_request(request: JsonObject) -> tuple[int, str, str]:
     seq = request.get("seq", 0) or 0
     last_by = request.get("last_by_subj", "") or ""
     next_by = request.get("next_by_subj", "") or ""

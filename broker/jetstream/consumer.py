@@ -36,6 +36,7 @@ from broker.jetstream.consumerstate import (
     TERM,
     ConsumerState,
 )
+from broker.jetstream.jsondecode import JsonObject
 from broker.jetstream.stream import Stream
 from broker.log import logger
 from broker.sublist import InternalHandler, Subscription
@@ -587,7 +588,7 @@ class Consumer:
     def _advise(self, kind: str, event: str, sseq: int, dc: int, reason: str = "",
                 cseq: int = 0) -> None:
         pending = self.state.pending.get(sseq)
-        body: dict[str, Any] = {
+        body: JsonObject = {
             "type": ADVISORY_PREFIX + kind, "id": nuid(), "timestamp": format_ns(now_ns()),
             "stream": self.stream.config.name, "consumer": self.name,
             "consumer_seq": cseq or (pending.cseq if pending else 0), "stream_seq": sseq,
@@ -599,7 +600,7 @@ class Consumer:
         self._publish_event(f"$JS.EVENT.ADVISORY.{event}.{self.stream.config.name}.{self.name}",
                             body)
 
-    def _publish_event(self, subject: str, body: dict[str, Any]) -> None:
+    def _publish_event(self, subject: str, body: JsonObject) -> None:
         encoded = subject.encode()
         if self.bus.has_interest(encoded):
             self.bus.publish_internal(encoded, payload=json.dumps(body).encode())
@@ -864,7 +865,7 @@ class Consumer:
 
     # Info
 
-    def info(self, now: int = 0) -> dict[str, Any]:
+    def info(self, now: int = 0) -> JsonObject:
         state = self.state
         return {
             "stream_name": self.stream.config.name,

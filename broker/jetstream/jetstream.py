@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from broker.jetstream import errors
 from broker.jetstream.bus import Bus
@@ -26,6 +26,7 @@ from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.consumerstate import ConsumerState
 from broker.jetstream.errors import ApiError
 from broker.jetstream.groupcommit import GroupCommit, Watcher
+from broker.jetstream.jsondecode import JsonObject
 from broker.jetstream.plans import check_overlap, known_fields, plan_consumer, plan_stream
 from broker.jetstream.stream import Stream, store_config
 from broker.jetstream.streamconfig import StreamConfig
@@ -62,7 +63,7 @@ class ClusterRole(Protocol):
 
     def request_consumer_delete(self, stream: str, name: str) -> None: ...
 
-    def health(self) -> tuple[int, dict[str, Any]]: ...
+    def health(self) -> tuple[int, JsonObject]: ...
 
 
 # A stream on this server, with the consumers it feeds.
@@ -587,7 +588,7 @@ class JetStream:
                     {"type": "io.nats.jetstream.advisory.v1.consumer_action",
                      "stream": stream.config.name, "consumer": name, "action": action})
 
-    def advise(self, subject: str, event: dict[str, Any]) -> None:
+    def advise(self, subject: str, event: JsonObject) -> None:
         """Publish an advisory, only if someone listens (as nats-server does)."""
         encoded = subject.encode()
         if not self.bus.has_interest(encoded):
@@ -639,7 +640,7 @@ class JetStream:
 
     # Health
 
-    def health(self) -> tuple[int, dict[str, Any]]:
+    def health(self) -> tuple[int, JsonObject]:
         if self.cluster is not None:
             status = self.cluster.health()
             if status[0] != 200:

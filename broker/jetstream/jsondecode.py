@@ -15,6 +15,8 @@ from broker.jetstream import errors
 from broker.jetstream.errors import ApiError
 
 T = TypeVar("T")
+# A decoded JSON object: an API request or response body (values are whatever JSON holds).
+JsonObject = dict[str, Any]
 
 INT = "int"
 UINT = "uint"

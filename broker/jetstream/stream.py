@@ -19,12 +19,13 @@ import bisect
 import json
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from broker import headers as h
 from broker.jetstream import errors
 from broker.jetstream.dedupe import Dedupe
 from broker.jetstream.errors import ApiError
+from broker.jetstream.jsondecode import JsonObject
 from broker.jetstream.streamconfig import StreamConfig
 from broker.log import logger
 from common.gotime import NANOS, format_ns, parse_go_duration
@@ -296,7 +297,7 @@ class Stream(Generic[C]):
                 self.store.subjects(subject).get(subject, 0) >= cfg.max_msgs_per_subject:
             raise errors.store_failed("maximum messages per subject exceeded")
 
-    def parse_purge(self, request: dict[str, Any]) -> tuple[str | None, int, int]:
+    def parse_purge(self, request: JsonObject) -> tuple[str | None, int, int]:
         """A purge request's (filter, seq, keep), refused as nats-server refuses it."""
         if self.config.sealed:
             raise errors.stream_sealed()
@@ -312,7 +313,7 @@ class Stream(Generic[C]):
             raise errors.bad_request()
         return subject, seq, keep
 
-    def parse_msg_delete(self, request: dict[str, Any], body: bytes) -> tuple[int, bool]:
+    def parse_msg_delete(self, request: JsonObject, body: bytes) -> tuple[int, bool]:
         """A message delete request's (seq, no_erase), refused as nats-server refuses it."""
         if not body.strip():
             raise errors.bad_request()
@@ -385,17 +386,17 @@ class Stream(Generic[C]):
         self.store.update_config(store_config(config))
 
     def info(self, subjects_filter: str = "", deleted_details: bool = False,
-             now: int = 0) -> dict[str, Any]:
+             now: int = 0) -> JsonObject:
         return {"config": self.config.to_json(), "created": format_ns(self.created),
                 "state": self.state_json(subjects_filter, deleted_details),
                 "ts": format_ns(now)}
 
     def state_json(self, subjects_filter: str = "", deleted_details: bool = False
-                   ) -> dict[str, Any]:
+                   ) -> JsonObject:
         st = self.store.state()
         # A stream that never held a message reports first_seq 0, as nats-server does.
         first_seq = 0 if st.last_seq == 0 and st.msgs == 0 else st.first_seq
-        out: dict[str, Any] = {
+        out: JsonObject = {
             "messages": st.msgs, "bytes": st.bytes, "first_seq": first_seq,
             "first_ts": format_ns(st.first_ts), "last_seq": st.last_seq,
             "last_ts": format_ns(st.last_ts),

@@ -29,6 +29,7 @@ from broker.jetstream.cluster.meta import ConsumerAssignment, StreamAssignment
 from broker.jetstream.consumer import Consumer
 from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.errors import ApiError
+from broker.jetstream.jsondecode import JsonObject
 from broker.jetstream.plans import check_overlap, plan_consumer, plan_stream
 from broker.jetstream.streamconfig import StreamConfig
 from common.gotime import now_ns
@@ -66,7 +67,7 @@ LEADERLESS_DELAY = 0.2
 
 # What a handler gets: (subject tokens after the API prefix, the decoded request, the raw body).
 Tokens = list[str]
-Request = dict[str, Any]
+Request = JsonObject
 
 
 class LocalApi(Protocol):
@@ -161,8 +162,8 @@ class ClusterApi:
 
     # Account
 
-    def account_info(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                     reply: bytes) -> dict[str, Any]:
+    def account_info(self, tokens: list[str], request: JsonObject, body: bytes,
+                     reply: bytes) -> JsonObject:
         info = self.api.account_info(tokens, request, body)
         state = self.cluster.meta
         info["streams"] = len(state.streams)
@@ -171,8 +172,8 @@ class ClusterApi:
 
     # Streams
 
-    async def stream_create(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                            reply: bytes) -> dict[str, Any] | None:
+    async def stream_create(self, tokens: list[str], request: JsonObject, body: bytes,
+                            reply: bytes) -> JsonObject | None:
         if not body.strip():
             raise errors.invalid_json("empty request")
         config = self.api.decode_config(request)
@@ -217,8 +218,8 @@ class ClusterApi:
         op = build(id=op_id, reply=reply.decode(), ts=now_ns())
         return await self.cluster.propose_meta(op, op_id)
 
-    async def stream_update(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                            reply: bytes) -> dict[str, Any] | None:
+    async def stream_update(self, tokens: list[str], request: JsonObject, body: bytes,
+                            reply: bytes) -> JsonObject | None:
         if not body.strip():
             raise errors.invalid_json("empty request")
         config = self.api.decode_config(request)
@@ -242,8 +243,8 @@ class ClusterApi:
             raise errors.stream_not_found()
         return None  # the stream's leader answers with the new info
 
-    async def stream_delete(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                            reply: bytes) -> dict[str, Any] | None:
+    async def stream_delete(self, tokens: list[str], request: JsonObject, body: bytes,
+                            reply: bytes) -> JsonObject | None:
         if body.strip():
             raise ApiError(400, 10038, "expected an empty request payload")
         name = tokens[-1]
@@ -254,8 +255,8 @@ class ClusterApi:
             raise errors.stream_not_found()
         return None  # the stream's leader answers once it removed the stream
 
-    def stream_names(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                     reply: bytes) -> dict[str, Any]:
+    def stream_names(self, tokens: list[str], request: JsonObject, body: bytes,
+                     reply: bytes) -> JsonObject:
         names = sorted(self._streams_matching(request.get("subject")))
         offset = min(_offset(request), len(names))
         page = names[offset:offset + 1024]
@@ -270,21 +271,21 @@ class ClusterApi:
                 if any(subjects_collide(wanted, s.encode()) for s in sa.config.get("subjects",
                                                                                     []))]
 
-    async def stream_list(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                          reply: bytes) -> dict[str, Any]:
+    async def stream_list(self, tokens: list[str], request: JsonObject, body: bytes,
+                          reply: bytes) -> JsonObject:
         names = sorted(self._streams_matching(request.get("subject")))
         offset = min(_offset(request), len(names))
         page = names[offset:offset + 256]
         infos = await asyncio.gather(*(self.gather_stream_info(n) for n in page))
-        out: dict[str, Any] = {"total": len(names), "offset": offset, "limit": 256,
+        out: JsonObject = {"total": len(names), "offset": offset, "limit": 256,
                                "streams": [i for i in infos if i is not None]}
         missing = [n for n, i in zip(page, infos, strict=True) if i is None]
         if missing:
             out["missing"] = missing
         return out
 
-    def stream_info(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                    reply: bytes) -> dict[str, Any]:
+    def stream_info(self, tokens: list[str], request: JsonObject, body: bytes,
+                    reply: bytes) -> JsonObject:
         info = self.api.stream_info(tokens, request, body)
         stream = self.js.lookup(tokens[-1])
         info["cluster"] = self.cluster.stream_cluster_info(stream.config.name)
@@ -292,8 +293,8 @@ class ClusterApi:
             stream.config.name, {}))
         return info
 
-    async def stream_purge(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                           reply: bytes) -> dict[str, Any] | None:
+    async def stream_purge(self, tokens: list[str], request: JsonObject, body: bytes,
+                           reply: bytes) -> JsonObject | None:
         replica = self.cluster.streams.get(tokens[-1])
         if replica is None:
             return await self.api.stream_purge(tokens, request, body)
@@ -302,8 +303,8 @@ class ClusterApi:
                                                {"filter": subject, "seq": seq, "keep": keep})
         return _result(result)
 
-    async def msg_delete(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                         reply: bytes) -> dict[str, Any] | None:
+    async def msg_delete(self, tokens: list[str], request: JsonObject, body: bytes,
+                         reply: bytes) -> JsonObject | None:
         replica = self.cluster.streams.get(tokens[-1])
         if replica is None:
             return await self.api.msg_delete(tokens, request, body)
@@ -312,8 +313,8 @@ class ClusterApi:
                                                {"seq": seq, "no_erase": no_erase})
         return _result(result)
 
-    def stream_stepdown(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                        reply: bytes) -> dict[str, Any]:
+    def stream_stepdown(self, tokens: list[str], request: JsonObject, body: bytes,
+                        reply: bytes) -> JsonObject:
         replica = self.cluster.streams.get(tokens[-1])
         if replica is None:
             raise ApiError(500, 10009, "JetStream cluster can not handle request")
@@ -322,8 +323,8 @@ class ClusterApi:
 
     # Consumers
 
-    async def consumer_create(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                              reply: bytes) -> dict[str, Any] | None:
+    async def consumer_create(self, tokens: list[str], request: JsonObject, body: bytes,
+                              reply: bytes) -> JsonObject | None:
         stream_name, config, action = self.api.parse_consumer_create(tokens, request, body)
         sa = self.cluster.meta.streams.get(stream_name)
         if sa is None:
@@ -379,8 +380,8 @@ class ClusterApi:
         except meta.NoPlacement as exc:
             raise ApiError(400, 10005, str(exc)) from None
 
-    async def consumer_delete(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                              reply: bytes) -> dict[str, Any] | None:
+    async def consumer_delete(self, tokens: list[str], request: JsonObject, body: bytes,
+                              reply: bytes) -> JsonObject | None:
         if body.strip():
             raise ApiError(400, 10038, "expected an empty request payload")
         stream, name = tokens[2], tokens[3]
@@ -393,8 +394,8 @@ class ClusterApi:
             raise ApiError(404, 10014, "consumer not found")
         return None  # the consumer's leader answers once it removed the consumer
 
-    def consumer_names(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                       reply: bytes) -> dict[str, Any]:
+    def consumer_names(self, tokens: list[str], request: JsonObject, body: bytes,
+                       reply: bytes) -> JsonObject:
         if tokens[2] not in self.cluster.meta.streams:
             raise errors.stream_not_found()
         names = sorted(self.cluster.meta.consumers.get(tokens[2], {}))
@@ -402,8 +403,8 @@ class ClusterApi:
         return {"total": len(names), "offset": offset, "limit": 1024,
                 "consumers": names[offset:offset + 1024]}
 
-    async def consumer_list(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                            reply: bytes) -> dict[str, Any]:
+    async def consumer_list(self, tokens: list[str], request: JsonObject, body: bytes,
+                            reply: bytes) -> JsonObject:
         stream = tokens[2]
         if stream not in self.cluster.meta.streams:
             raise errors.stream_not_found()
@@ -411,20 +412,20 @@ class ClusterApi:
         offset = min(_offset(request), len(names))
         page = names[offset:offset + 256]
         infos = await asyncio.gather(*(self.gather_consumer_info(stream, n) for n in page))
-        out: dict[str, Any] = {"total": len(names), "offset": offset, "limit": 256,
+        out: JsonObject = {"total": len(names), "offset": offset, "limit": 256,
                                "consumers": [i for i in infos if i is not None]}
         missing = [n for n, i in zip(page, infos, strict=True) if i is None]
         if missing:
             out["missing"] = missing
         return out
 
-    def consumer_info(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                      reply: bytes) -> dict[str, Any]:
+    def consumer_info(self, tokens: list[str], request: JsonObject, body: bytes,
+                      reply: bytes) -> JsonObject:
         consumer = self.api.find_consumer(tokens)
         return self.cluster.consumer_info(consumer)
 
-    def consumer_stepdown(self, tokens: list[str], request: dict[str, Any], body: bytes,
-                          reply: bytes) -> dict[str, Any]:
+    def consumer_stepdown(self, tokens: list[str], request: JsonObject, body: bytes,
+                          reply: bytes) -> JsonObject:
         replica = self.cluster.consumers.get((tokens[-2], tokens[-1]))
         if replica is None or replica.driver is None:
             raise ApiError(500, 10009, "JetStream cluster can not handle request")
@@ -435,11 +436,11 @@ class ClusterApi:
 
     # Gathering infos from the leaders
 
-    async def gather_stream_info(self, name: str) -> dict[str, Any] | None:
+    async def gather_stream_info(self, name: str) -> JsonObject | None:
         data = await self.request(f"$JSC.SI.{name}", b"")
         return json.loads(data) if data else None
 
-    async def gather_consumer_info(self, stream: str, name: str) -> dict[str, Any] | None:
+    async def gather_consumer_info(self, stream: str, name: str) -> JsonObject | None:
         data = await self.request(f"$JSC.CI.{stream}.{name}", b"")
         return json.loads(data) if data else None
 
@@ -485,7 +486,7 @@ class ClusterApi:
             self.bus.publish_internal(reply, payload=json.dumps(info).encode())
 
 
-def _result(result: dict[str, Any] | None) -> dict[str, Any] | None:
+def _result(result: JsonObject | None) -> JsonObject | None:
     """A replicated request's result as the answer: None (no answer) when its fate is open,
     see `ingest`."""
     if result is None:
@@ -496,7 +497,7 @@ def _result(result: dict[str, Any] | None) -> dict[str, Any] | None:
     return result
 
 
-def _offset(request: dict[str, Any]) -> int:
+def _offset(request: JsonObject) -> int:
     offset = request.get("offset", 0) or 0
     if not isinstance(offset, int) or offset < 0:
         raise errors.invalid_json("offset must be a positive number")

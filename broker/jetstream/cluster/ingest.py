@@ -1,5 +1,5 @@
 """A replicated stream's publish pipeline on its leader, and who answers a publish: the rules,
-without I/O (`replica.StreamReplica` moves the bytes and runs the Raft driver).
+without I/O (`streamreplica.StreamReplica` moves the bytes and runs the Raft driver).
 
 A publish gets at most one answer, and only from the server that decides its fate. An error
 means the message was not stored; a PubAck means it is stored on a quorum. Anything in between
@@ -46,7 +46,7 @@ when its entry is applied here; any failure says nothing. R1 streams have no Raf
 one server decides alone, so its errors are always definite.
 
 Not covered here, and the same as nats-server: a member of a stream group without a leader
-answers API requests with 503/10008 after a short delay (`clusterapi.LEADERLESS_DELAY`), unless
+answers API requests with 503/10008 after a short delay (`cluster.api.LEADERLESS_DELAY`), unless
 a leader appeared meanwhile; a leader elected in the very moment after that answer may still
 carry the request out.
 """

@@ -6,7 +6,7 @@ streams (R1 on one server, R3 on three) and proposes them; every server applies 
 starts what is assigned to it: an R1 stream is the single-server stream as before (its server
 ingests and fsyncs), an R3 stream or consumer runs a Raft group of its own (`replica`,
 `consumerreplica`). API requests reach every server (the API subscriptions are propagated); each
-answers only what is its job (see `clusterapi`).
+answers only what is its job (see `cluster.api`).
 
 Bootstrapping: the meta group's voters are fixed the first time, once every configured route is
 resolved (to a peer, or to this server itself) and all the servers they name are connected, and
@@ -19,7 +19,7 @@ import asyncio
 import json
 import os
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from broker.jetstream.cluster import meta
 from broker.jetstream.cluster.consumerreplica import ConsumerReplica
@@ -29,6 +29,7 @@ from broker.jetstream.cluster.streamreplica import StreamReplica, peer_hash
 from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.errors import ApiError
 from broker.jetstream.jetstream import JetStream, LocalStream
+from broker.jetstream.jsondecode import JsonObject
 from broker.jetstream.streamconfig import StreamConfig
 from broker.log import logger
 from common.gotime import format_ns, now_ns
@@ -406,7 +407,7 @@ class JetStreamCluster:
 
     # Responses that a stream or consumer leader sends for the meta leader
 
-    def respond_info(self, reply: bytes, info: dict[str, Any], did_create: bool = False
+    def respond_info(self, reply: bytes, info: JsonObject, did_create: bool = False
                      ) -> None:
         kind = "stream_create_response" if "state" in info else "consumer_create_response"
         body = {"type": "io.nats.jetstream.api.v1." + kind, **info}
@@ -475,19 +476,19 @@ class JetStreamCluster:
     # Info blocks
 
     def stream_info(self, stream: LocalStream, subjects_filter: str = "",
-                    deleted_details: bool = False) -> dict[str, Any]:
+                    deleted_details: bool = False) -> JsonObject:
         info = stream.info(subjects_filter, deleted_details, now_ns())
         info["cluster"] = self.stream_cluster_info(stream.config.name)
         info["state"]["consumer_count"] = len(self.meta.consumers.get(stream.config.name, {}))
         return info
 
-    def stream_cluster_info(self, name: str) -> dict[str, Any]:
+    def stream_cluster_info(self, name: str) -> JsonObject:
         replica = self.streams.get(name)
         if replica is not None:
             return replica.cluster_info()
         return {"name": self.name, "leader": self.bus.name}
 
-    def consumer_info(self, consumer: InfoConsumer) -> dict[str, Any]:
+    def consumer_info(self, consumer: InfoConsumer) -> JsonObject:
         info = dict(consumer.info())
         replica = self.consumers.get((consumer.stream_name, consumer.name))
         if replica is not None:
@@ -497,11 +498,11 @@ class JetStreamCluster:
         return info
 
     def group_info(self, driver: RaftDriver | None, peers: list[str], leader_since: int
-                   ) -> dict[str, Any]:
+                   ) -> JsonObject:
         if driver is None:
             return {"name": self.name}
         status = driver.status()
-        out: dict[str, Any] = {"name": self.name, "raft_group": driver.group}
+        out: JsonObject = {"name": self.name, "raft_group": driver.group}
         if status.leader:
             out["leader"] = status.leader
         if status.leader == self.bus.name and leader_since:
@@ -512,7 +513,7 @@ class JetStreamCluster:
         return out
 
     def _replica_list(self, driver: RaftDriver | None, peers: list[str]
-                      ) -> list[dict[str, Any]]:
+                      ) -> list[JsonObject]:
         if driver is None:
             return []
         status = driver.status()
@@ -521,7 +522,7 @@ class JetStreamCluster:
         for peer in peers:
             if peer == status.leader:
                 continue
-            entry: dict[str, Any] = {"name": peer, "current": False, "peer": peer_hash(peer)}
+            entry: JsonObject = {"name": peer, "current": False, "peer": peer_hash(peer)}
             progress = status.peers.get(peer) if leading else None
             if progress is not None:
                 entry["current"] = progress.active and progress.lag == 0
@@ -536,9 +537,9 @@ class JetStreamCluster:
             out.append(entry)
         return out
 
-    def meta_cluster_info(self) -> dict[str, Any]:
+    def meta_cluster_info(self) -> JsonObject:
         driver = self.meta_driver
-        body: dict[str, Any] = {"name": self.name,
+        body: JsonObject = {"name": self.name,
                                 "cluster_size": len(self._saved_meta_peers() or [])}
         if driver is None:
             return body
@@ -551,7 +552,7 @@ class JetStreamCluster:
 
     # Health
 
-    def health(self) -> tuple[int, dict[str, Any]]:
+    def health(self) -> tuple[int, JsonObject]:
         if self.problem:
             return 503, {"status": "unavailable", "status_code": 503, "error": self.problem}
         driver = self.meta_driver

@@ -24,7 +24,7 @@ import json
 import os
 import time
 from collections.abc import Awaitable
-from typing import Any, Protocol
+from typing import Protocol
 
 from broker.jetstream import errors
 from broker.jetstream.cluster import catchup, entries
@@ -34,6 +34,7 @@ from broker.jetstream.cluster.ingest import Answers, Ingest, Message
 from broker.jetstream.cluster.meta import StreamAssignment
 from broker.jetstream.errors import ApiError
 from broker.jetstream.jetstream import JetStream, LocalStream
+from broker.jetstream.jsondecode import JsonObject
 from broker.log import logger
 from broker.sublist import Subscription
 from common.gotime import now_ns
@@ -61,7 +62,7 @@ class StreamReplicaHost(Protocol):
     def track(self, task: asyncio.Task[None]) -> None: ...
 
     def group_info(self, driver: RaftDriver | None, peers: list[str], leader_since: int
-                   ) -> dict[str, Any]: ...
+                   ) -> JsonObject: ...
 
     def stream_leader_changed(self, replica: StreamReplica) -> None: ...
 
@@ -85,7 +86,7 @@ class StreamReplica:
         self._number = 0
         # The batch being gathered and the proposals waiting for their entries: replies of
         # publishes, or the futures of purge and delete requests (None: unanswered).
-        self._ingest_state: Ingest[asyncio.Future[dict[str, Any] | None]] = Ingest()
+        self._ingest_state: Ingest[asyncio.Future[JsonObject | None]] = Ingest()
         self._flush_scheduled = False
         self._ingest: list[Subscription] = []
         self._serving: Subscription | None = None
@@ -170,7 +171,7 @@ class StreamReplica:
         if reply:
             self.bus.publish_internal(reply, payload=payload)
 
-    def _apply_request(self, kind: int, request: dict[str, Any]) -> dict[str, Any]:
+    def _apply_request(self, kind: int, request: JsonObject) -> JsonObject:
         """A purge or message delete, applied identically on every replica."""
         stream = self.stream
         try:
@@ -373,12 +374,12 @@ class StreamReplica:
         if request is not None and not request.done():
             request.set_result(None)  # no answer: see ingest's table
 
-    def propose_request(self, kind: int, request: dict[str, Any]
-                        ) -> Awaitable[dict[str, Any] | None]:
+    def propose_request(self, kind: int, request: JsonObject
+                        ) -> Awaitable[JsonObject | None]:
         """A purge or delete through the log: the result once applied here, or None when it
         gets no answer (not the leader, or the proposal failed: see ingest's table)."""
         loop = asyncio.get_running_loop()
-        result: asyncio.Future[dict[str, Any] | None] = loop.create_future()
+        result: asyncio.Future[JsonObject | None] = loop.create_future()
         if not self.leader or self.driver is None:
             result.set_result(None)
             return result
@@ -397,7 +398,7 @@ class StreamReplica:
 
     # Monitoring
 
-    def cluster_info(self) -> dict[str, Any]:
+    def cluster_info(self) -> JsonObject:
         return self.cluster.group_info(self.driver, self.assignment.peers, self.leader_since)
 
 
