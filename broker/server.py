@@ -33,6 +33,7 @@ from broker.jetstream.cluster.jetstream_cluster import JetStreamCluster
 from broker.jetstream.jetstream import JetStream
 from broker.log import logger, set_levels
 from broker.monitor import MonitorServer, connection_info
+from broker.outbuf import Flushable
 from broker.route import RouteManager
 from broker.sublist import InternalHandler, MatchResult, Sublist, Subscription, msg_start
 from broker.version import PROTO, RUNTIME, SERVER_VERSION
@@ -105,7 +106,7 @@ class Server:
         self.client_port = 0
         self.monitor_port = 0
         self._cid = 0
-        self._dirty: list[ClientConnection] = []
+        self._dirty: list[Flushable] = []
         self._flush_scheduled = False
         self._info_changed_at = 0.0
         self._listener: asyncio.AbstractServer | None = None
@@ -423,6 +424,8 @@ class Server:
         if result is None:
             result = self.sublist.match(subject)
         delivered = 0
+        # The publisher when it asked not to get its own messages back (CONNECT echo: false).
+        no_echo = origin if origin is not None and not origin.echo else None
         if hdr < 0:
             size = len(payload)
             # "<size>\r\n" or "<reply> <size>\r\n": the same for every receiver of this message.
@@ -439,7 +442,7 @@ class Server:
                 self._deliver_internal(sub, subject, reply, hdr, payload)
                 delivered += 1
                 continue
-            if client is origin and not client.echo:
+            if client is no_echo:
                 continue
             out = client.out
             if not out:
@@ -459,14 +462,18 @@ class Server:
             if reply and client.tracks_responses:
                 client.perms.expect_response(reply)
         if result.qsubs:
-            delivered += self._route_queues(result.qsubs, subject, reply, hdr, payload, origin)
+            delivered += self._route_queues(result.qsubs, subject, reply, hdr, payload, origin,
+                                            no_echo)
         return delivered
 
     def _route_queues(self, groups: list[list[Subscription]], subject: bytes, reply: bytes,
-                      hdr: int, payload: bytes, origin: ClientConnection | None) -> int:
+                      hdr: int, payload: bytes, origin: ClientConnection | None,
+                      no_echo: ClientConnection | None) -> int:
         """One member of each group gets the message; a peer's share is its member count."""
         delivered = 0
         for group in groups:
+            queue = group[0].queue
+            assert queue is not None  # a group is the subscriptions of one queue
             n = len(group)
             first = random.randrange(n) if n > 1 else 0
             for i in range(n):
@@ -475,10 +482,10 @@ class Server:
                 if client is None:
                     self._deliver_internal(sub, subject, reply, hdr, payload)
                 elif client.is_route:
-                    client.send(rp.queue_msg(subject, sub.queue, reply, hdr, payload))
+                    client.send(rp.queue_msg(subject, queue, reply, hdr, payload))
                     client.out_msgs += 1
                     client.out_bytes += len(payload)
-                elif client is origin and not client.echo:
+                elif client is no_echo:
                     continue
                 else:
                     shown = reply if reply or origin is not None else None
@@ -557,7 +564,7 @@ class Server:
                 client.send(b"HMSG %s %s 16 16\r\nNATS/1.0 503\r\n\r\n\r\n" % (reply, sub.sid))
                 return
 
-    def mark_dirty(self, client: ClientConnection) -> None:
+    def mark_dirty(self, client: Flushable) -> None:
         self._dirty.append(client)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -702,7 +709,8 @@ def _local_addresses() -> list[str]:
         infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
     except OSError:
         infos = []
-    addresses = sorted({info[4][0] for info in infos if not info[4][0].startswith("127.")})
+    found = (str(info[4][0]) for info in infos)  # AF_INET: (host, port) with a str host
+    addresses = sorted({address for address in found if not address.startswith("127.")})
     return addresses or ["127.0.0.1"]
 
 

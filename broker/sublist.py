@@ -165,11 +165,12 @@ class Sublist:
         self._prefix_sizes: set[int] = set()
 
     def insert(self, sub: Subscription) -> None:
-        level = self._root
+        level: _Level | None = self._root
         node: _Node | None = None
         for token in sub.subject.split(b"."):
             if level is None:
-                level = node.next = _Level()  # type: ignore[union-attr]
+                assert node is not None  # only a node's missing next level is None
+                level = node.next = _Level()
             node = level.child(token)
             level = node.next
         assert node is not None

@@ -3,8 +3,8 @@
     from config import load
     options = load("config/examples/single.conf")
 
-The package depends on nothing else in the project; the command-line layer merges its flags
-into the `Options` it gets here, using `parse_duration`/`parse_size` for flag values.
+The package imports nothing of ours but `common` (see README.md); the command-line layer merges
+its flags into the `Options` it gets here, using `parse_duration`/`parse_size` for flag values.
 """
 
 from config.errors import ConfigError

@@ -1,7 +1,8 @@
 """The one validated options object the broker runs from.
 
-Field names follow nats-server's configuration keys (see `KEYS` in `config.loader` for the file
-spelling and aliases). Sizes are bytes, durations are seconds as floats. Defaults are nats-server's.
+Field names follow nats-server's configuration keys (the tables in `config.keys` and the block
+modules give the file spelling and aliases). Sizes are bytes, durations are seconds as floats.
+Defaults are nats-server's.
 """
 
 from __future__ import annotations

@@ -5,22 +5,12 @@ All functions raise ValueError with a message that can follow `<key>: `.
 
 from __future__ import annotations
 
+import math
 import re
 
+from common.gotime import NANOS, parse_go_duration
 from config.parser import parse_size_literal
 
-# Go's time.ParseDuration units, in seconds.
-DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "\u00b5s": 1e-6,  # micro sign
-    "\u03bcs": 1e-6,  # Greek mu
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_PART = re.compile(r"(\d*)(?:\.(\d*))?([^\d.]*)")
 # The string form of JetStream store sizes: nats-server's getStorageSize accepts only these.
 STORAGE_SUFFIX_BITS = {"K": 10, "M": 20, "G": 30, "T": 40}
 
@@ -29,32 +19,16 @@ def parse_duration(text: str) -> float:
     """Go duration syntax (`"1h30m"`, `"500ms"`, `"-2s"`, `"0"`) -> seconds.
 
     A sequence of decimal numbers, each with an optional fraction and a required unit
-    (ns, us, µs, ms, s, m, h), exactly as Go's time.ParseDuration.
+    (ns, us, µs, ms, s, m, h), read by Go's own rules (`common.gotime.parse_go_duration`, whose
+    ValueError messages are Go's: `time: unknown unit "x" in duration "2x"`).
     """
-    original = text
-    sign = 1.0
-    if text[:1] in ("-", "+"):
-        sign = -1.0 if text[0] == "-" else 1.0
-        text = text[1:]
-    if text == "0":
-        return 0.0
-    if not text:
-        raise ValueError(f'time: invalid duration "{original}"')
-    total = 0.0
-    while text:
-        match = _DURATION_PART.match(text)
-        whole, fraction, unit = match.group(1), match.group(2), match.group(3)
-        if not whole and not fraction:
-            raise ValueError(f'time: invalid duration "{original}"')
-        if not unit:
-            raise ValueError(f'time: missing unit in duration "{original}"')
-        # A unit runs until the next digit or dot: "1h30m" -> "h", then "30m".
-        if unit not in DURATION_UNITS:
-            raise ValueError(f'time: unknown unit "{unit}" in duration "{original}"')
-        number = float(f"{whole or '0'}.{fraction or '0'}")
-        total += number * DURATION_UNITS[unit]
-        text = text[match.end() :]
-    return sign * total
+    nanoseconds = parse_go_duration(text)
+    try:
+        return nanoseconds / NANOS
+    except OverflowError:
+        # More nanoseconds than a float holds: infinite, as the float arithmetic this replaced
+        # gave (Go itself would refuse anything beyond 2^63 ns).
+        return math.inf if nanoseconds > 0 else -math.inf
 
 
 def format_duration(seconds: float) -> str:

@@ -13,7 +13,7 @@ import base64
 import json
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from broker import headers as h
 from broker.jetstream import errors
@@ -35,6 +35,7 @@ NAMES_LIMIT = 1024
 LIST_LIMIT = 256
 MAX_SUBJECT_DETAILS = 100_000
 
+Config = TypeVar("Config", StreamConfig, ConsumerConfig)
 Handler = Callable[[list[str], JsonObject, bytes],
                    "JsonObject | Awaitable[JsonObject | None] | None"]
 
@@ -182,13 +183,17 @@ class JetStreamApi:
             self.js.api_errors += 1
 
     def decode_config(self, request: JsonObject) -> StreamConfig:
-        unknown: list[str] = []
         request = {k: v for k, v in request.items() if k != "pedantic"}
-        config = decode(StreamConfig, request, unknown)
+        return self._decode(StreamConfig, request, "stream")
+
+    def _decode(self, kind: type[Config], data: JsonObject, what: str) -> Config:
+        """A config from request JSON; unknown fields refused in strict mode, else logged."""
+        unknown: list[str] = []
+        config = decode(kind, data, unknown)
         if unknown:
             if self.js.strict:
                 raise unknown_fields_error(unknown)
-            logger.warning("JetStream: ignoring unknown stream config fields %s", unknown)
+            logger.warning("JetStream: ignoring unknown %s config fields %s", what, unknown)
         return config
 
     # Account
@@ -339,7 +344,7 @@ class JetStreamApi:
             raise ApiError(400, 10127, "Consumer name can not contain path separators")
         if config_json is None:
             raise ApiError(400, 10078, "consumer config required")
-        config = self._decode_consumer_config(config_json)
+        config = self._decode(ConsumerConfig, config_json, "consumer")
         if legacy_durable:
             if not config.durable_name:
                 raise ApiError(400, 10018, "consumer expected to be durable but a durable name "
@@ -365,15 +370,6 @@ class JetStreamApi:
         if action not in ("", "create", "update"):
             raise errors.invalid_json(f"unknown consumer action {action!r}")
         return stream_name, config, action
-
-    def _decode_consumer_config(self, data: JsonObject) -> ConsumerConfig:
-        unknown: list[str] = []
-        config = decode(ConsumerConfig, data, unknown)
-        if unknown:
-            if self.js.strict:
-                raise unknown_fields_error(unknown)
-            logger.warning("JetStream: ignoring unknown consumer config fields %s", unknown)
-        return config
 
     def find_consumer(self, tokens: list[str]) -> Consumer:
         stream = self.js.lookup(tokens[2])

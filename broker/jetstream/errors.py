@@ -115,6 +115,11 @@ def not_enabled() -> ApiError:
     return ApiError(503, 10076, "JetStream not enabled")
 
 
+def cluster_unavailable() -> ApiError:
+    """No meta leader (or no stream / consumer leader) to take the request right now."""
+    return ApiError(503, 10008, "JetStream system temporarily unavailable")
+
+
 def store_failed(detail: str) -> ApiError:
     return ApiError(503, 10077, detail)
 

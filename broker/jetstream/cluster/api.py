@@ -135,13 +135,13 @@ class ClusterApi:
         if role == META:
             if cluster.meta_leader:
                 return None
-            return IGNORE if cluster.meta_available() else _unavailable()
+            return IGNORE if cluster.meta_available() else errors.cluster_unavailable()
         if role == STREAM:
             name = tokens[-1]
             if cluster.stream_assignment(name) is None:
                 if cluster.meta_leader:
                     return errors.stream_not_found()
-                return IGNORE if cluster.meta_available() else _unavailable()
+                return IGNORE if cluster.meta_available() else errors.cluster_unavailable()
             if cluster.leads_stream(name):
                 return None
             if cluster.stream_leaderless(name):
@@ -150,7 +150,7 @@ class ClusterApi:
         stream, name = tokens[-2], tokens[-1]
         if cluster.meta.consumer(stream, name) is None:
             if not cluster.meta_leader:
-                return IGNORE if cluster.meta_available() else _unavailable()
+                return IGNORE if cluster.meta_available() else errors.cluster_unavailable()
             if cluster.stream_assignment(stream) is None:
                 return errors.stream_not_found()
             return ApiError(404, 10014, "consumer not found")
@@ -192,7 +192,7 @@ class ClusterApi:
                 raise errors.stream_name_in_use()
             info = await self.gather_stream_info(name)
             if info is None:
-                raise _unavailable()
+                raise errors.cluster_unavailable()
             return {**info, "did_create": True}
         check_overlap(config, [StreamConfig.from_json(sa.config)
                                for sa in state.streams.values()])
@@ -277,12 +277,7 @@ class ClusterApi:
         offset = min(_offset(request), len(names))
         page = names[offset:offset + 256]
         infos = await asyncio.gather(*(self.gather_stream_info(n) for n in page))
-        out: JsonObject = {"total": len(names), "offset": offset, "limit": 256,
-                               "streams": [i for i in infos if i is not None]}
-        missing = [n for n, i in zip(page, infos, strict=True) if i is None]
-        if missing:
-            out["missing"] = missing
-        return out
+        return _listed("streams", names, offset, page, infos)
 
     def stream_info(self, tokens: list[str], request: JsonObject, body: bytes,
                     reply: bytes) -> JsonObject:
@@ -337,7 +332,7 @@ class ClusterApi:
         if previous is not None and previous.to_json() == config.to_json():
             info = await self.gather_consumer_info(stream_name, name)
             if info is None:
-                raise _unavailable()
+                raise errors.cluster_unavailable()
             return info
         if previous is not None:
             ca = self.cluster.meta.consumer(stream_name, name)
@@ -412,12 +407,7 @@ class ClusterApi:
         offset = min(_offset(request), len(names))
         page = names[offset:offset + 256]
         infos = await asyncio.gather(*(self.gather_consumer_info(stream, n) for n in page))
-        out: JsonObject = {"total": len(names), "offset": offset, "limit": 256,
-                               "consumers": [i for i in infos if i is not None]}
-        missing = [n for n, i in zip(page, infos, strict=True) if i is None]
-        if missing:
-            out["missing"] = missing
-        return out
+        return _listed("consumers", names, offset, page, infos)
 
     def consumer_info(self, tokens: list[str], request: JsonObject, body: bytes,
                       reply: bytes) -> JsonObject:
@@ -504,6 +494,17 @@ def _offset(request: JsonObject) -> int:
     return offset
 
 
+def _listed(key: str, names: list[str], offset: int, page: list[str],
+            infos: list[JsonObject | None]) -> JsonObject:
+    """A list response from the infos gathered from the leaders; `missing`: who did not answer."""
+    out: JsonObject = {"total": len(names), "offset": offset, "limit": 256,
+                       key: [info for info in infos if info is not None]}
+    missing = [name for name, info in zip(page, infos, strict=True) if info is None]
+    if missing:
+        out["missing"] = missing
+    return out
+
+
 def _op_id() -> str:
     return os.urandom(8).hex()
 
@@ -511,9 +512,6 @@ def _op_id() -> str:
 def _leaderless(kind: str, info_kind: str) -> ApiError | None:
     """A member of a group without a leader (no quorum, or an election under way) answers at
     once, as nats-server does: an info from its own copy, anything else 503/10008."""
-    return None if kind == info_kind else _unavailable()
+    return None if kind == info_kind else errors.cluster_unavailable()
 
-
-def _unavailable() -> ApiError:
-    return ApiError(503, 10008, "JetStream system temporarily unavailable")
 

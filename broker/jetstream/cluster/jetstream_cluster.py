@@ -21,6 +21,7 @@ import os
 from collections.abc import Mapping
 from typing import Protocol
 
+from broker.jetstream import errors
 from broker.jetstream.cluster import meta
 from broker.jetstream.cluster.consumerreplica import ConsumerReplica
 from broker.jetstream.cluster.groups import TICK, RaftGroups, RaftTransport
@@ -230,7 +231,7 @@ class JetStreamCluster:
         """Propose an op (meta leader only); the change it made once applied here."""
         driver = self.meta_driver
         if driver is None or not driver.is_leader:
-            raise unavailable()
+            raise errors.cluster_unavailable()
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Change] = loop.create_future()
         self.waiting[op_id] = waiter
@@ -240,7 +241,7 @@ class JetStreamCluster:
         except (TimeoutError, Exception) as exc:
             if isinstance(exc, ApiError):
                 raise
-            raise unavailable() from exc
+            raise errors.cluster_unavailable() from exc
         finally:
             self.waiting.pop(op_id, None)
 
@@ -599,7 +600,4 @@ class MetaApplication:
         self.cluster.meta = MetaState.restore(data)
         self.cluster.on_meta_restored()
 
-
-def unavailable() -> ApiError:
-    return ApiError(503, 10008, "JetStream system temporarily unavailable")
 
