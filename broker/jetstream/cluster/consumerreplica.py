@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from broker.jetstream.cluster.groups import RaftGroups
+from broker.jetstream.cluster.groups import GroupHost
 from broker.jetstream.cluster.meta import ConsumerAssignment
 from broker.jetstream.consumer import Consumer
 from broker.jetstream.consumerconfig import ConsumerConfig
@@ -36,19 +36,11 @@ SNAPSHOT_OPS = 50_000
 _ACKS = frozenset({ACK, ACK_ALL, TERM})
 
 
-class ConsumerReplicaHost(Protocol):
+class ConsumerReplicaHost(GroupHost, Protocol):
     """What a replicated consumer needs of the cluster (`jetstream_cluster.JetStreamCluster`)."""
 
     @property
     def js(self) -> JetStream: ...
-
-    @property
-    def groups(self) -> RaftGroups: ...
-
-    def track(self, task: asyncio.Task[None]) -> None: ...
-
-    def group_info(self, driver: RaftDriver | None, peers: list[str], leader_since: int
-                   ) -> dict[str, Any]: ...
 
     def consumer_leader_changed(self, replica: ConsumerReplica) -> None: ...
 

@@ -38,6 +38,23 @@ TICK = 0.05
 CONFIG = RaftConfig(heartbeat_ticks=4, election_ticks_min=20, election_ticks_max=40)
 
 
+class GroupHost(Protocol):
+    """What a replicated stream or consumer needs of the cluster to run its Raft group
+    (`jetstream_cluster.JetStreamCluster`; each replica's host Protocol adds its own part)."""
+
+    @property
+    def groups(self) -> RaftGroups: ...
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Keep a background task of the group alive, and log it if it fails."""
+        ...
+
+    def group_info(self, driver: RaftDriver | None, peers: list[str], leader_since: int
+                   ) -> dict[str, object]:
+        """The `cluster` block of an info response for one group."""
+        ...
+
+
 class RaftGroups:
     def __init__(self, server_name: str, routes: RaftTransport, base_dir: str) -> None:
         self.server_name = server_name

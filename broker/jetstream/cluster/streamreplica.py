@@ -29,7 +29,7 @@ from typing import Protocol
 from broker.jetstream import errors
 from broker.jetstream.cluster import catchup, entries
 from broker.jetstream.cluster.entries import Origin
-from broker.jetstream.cluster.groups import RaftGroups, best_successor
+from broker.jetstream.cluster.groups import GroupHost, best_successor
 from broker.jetstream.cluster.ingest import Answers, Ingest, Message
 from broker.jetstream.cluster.meta import StreamAssignment
 from broker.jetstream.errors import ApiError
@@ -50,19 +50,11 @@ SNAPSHOT_MSGS = int(os.environ.get("BROKER_STREAM_SNAPSHOT_MSGS", "100000"))
 SNAPSHOT_SECONDS = 30.0
 
 
-class StreamReplicaHost(Protocol):
+class StreamReplicaHost(GroupHost, Protocol):
     """What a replicated stream needs of the cluster (`jetstream_cluster.JetStreamCluster`)."""
 
     @property
     def js(self) -> JetStream: ...
-
-    @property
-    def groups(self) -> RaftGroups: ...
-
-    def track(self, task: asyncio.Task[None]) -> None: ...
-
-    def group_info(self, driver: RaftDriver | None, peers: list[str], leader_since: int
-                   ) -> JsonObject: ...
 
     def stream_leader_changed(self, replica: StreamReplica) -> None: ...
 
