@@ -2,7 +2,8 @@
 
     from raft import RaftNode, RaftDriver, RaftLog, RaftConfig
 
-See raft/README.md for the rules, the module map and how the broker drives a group.
+See raft/README.md for the rules, the module map and how the broker drives a group. Test tooling
+(the simulator, an in-process network) is in `raft.testing`, which nothing here imports.
 """
 
 from raft.codec import MalformedFrame, decode, encode, peek_group
@@ -12,7 +13,7 @@ from raft.log import LogFailed, RaftLog
 from raft.messages import Entry, EntryType, Message
 from raft.options import RaftConfig
 from raft.state import HardState, Ready, Role, Snapshot, SnapshotMeta, Status, Vouch
-from raft.transport import Demux, LoopbackNetwork
+from raft.transport import Demux
 
 __all__ = [
     "Application",
@@ -22,7 +23,6 @@ __all__ = [
     "EntryType",
     "HardState",
     "LogFailed",
-    "LoopbackNetwork",
     "MalformedFrame",
     "MembershipError",
     "Message",

@@ -13,9 +13,9 @@ Each Ready is handled in the order the core requires (`raft.state.Ready`):
 A failed fsync is fatal for the node (`LogFailed`): it stops, fails every waiting future, and must
 be restarted to recover from what is really on disk.
 
-Transport: `send(peer, frame)` is any callable that queues bytes towards a peer (route
-connections in the broker, `raft.transport.LoopbackNetwork` in tests); frames coming back are fed
-to `receive(frame)`. Malformed frames are dropped and counted, never raised.
+Transport: `send(peer, frame)` (`raft.transport.Send`) is any callable that queues bytes towards a
+peer (route connections in the broker, `raft.testing.loopback.LoopbackNetwork` in tests); frames
+coming back are fed to `receive(frame)`. Malformed frames are dropped and counted, never raised.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from raft.log import RaftLog
 from raft.messages import Entry, Message
 from raft.options import RaftConfig
 from raft.state import Ready, Role, SnapshotMeta, Status
+from raft.transport import Send
 
 log = logging.getLogger("raft")
 
@@ -92,7 +93,7 @@ class RaftDriver:
     """Runs one `RaftNode` over a `RaftLog`, an application and a transport."""
 
     def __init__(self, node_id: str, peers: Iterable[str] | None, raft_log: RaftLog,
-                 app: Application, send: Callable[[str, bytes], None], *, group: str = "",
+                 app: Application, send: Send, *, group: str = "",
                  config: RaftConfig | None = None, tick_interval: float = 0.1,
                  rng: random.Random | None = None, executor: Executor | None = None,
                  applied: int = 0) -> None:
@@ -355,12 +356,12 @@ class RaftDriver:
         if self._applied_waiters and (rd.committed or rd.snapshot is not None):
             applied = self.core.applied
             keep = []
-            for index, fut in self._applied_waiters:
+            for index, done_fut in self._applied_waiters:
                 if index <= applied:
-                    if not fut.done():
-                        fut.set_result(None)
+                    if not done_fut.done():
+                        done_fut.set_result(None)
                 else:
-                    keep.append((index, fut))
+                    keep.append((index, done_fut))
             self._applied_waiters = keep
 
     def _after_cycle(self) -> None:
@@ -376,9 +377,9 @@ class RaftDriver:
                     fut.set_exception(ProposalFailed(
                         f"leadership lost before entry {index} committed", True))
         if core.leader is not None and self._leader_waiters:
-            for fut in self._leader_waiters:
-                if not fut.done():
-                    fut.set_result(core.leader)
+            for leader_fut in self._leader_waiters:
+                if not leader_fut.done():
+                    leader_fut.set_result(core.leader)
             self._leader_waiters = []
         self.metrics.extra = dict(core.counters)
         seen = (core.role, core.leader, core.term)
@@ -391,13 +392,13 @@ class RaftDriver:
                     log.exception("raft %s/%s: on_change callback failed", self.group, self.id)
         if self._watchers:
             keep = []
-            for predicate, fut in self._watchers:
-                if fut.done():
+            for predicate, done_fut in self._watchers:
+                if done_fut.done():
                     continue
                 if predicate():
-                    fut.set_result(None)
+                    done_fut.set_result(None)
                 else:
-                    keep.append((predicate, fut))
+                    keep.append((predicate, done_fut))
             self._watchers = keep
 
     def _fail_below(self, index: int) -> None:
@@ -411,12 +412,12 @@ class RaftDriver:
             if not fut.done():
                 fut.set_exception(exc)
         self._pending.clear()
-        for fut in self._leader_waiters:
-            if not fut.done():
-                fut.set_exception(exc)
+        for leader_fut in self._leader_waiters:
+            if not leader_fut.done():
+                leader_fut.set_exception(exc)
         self._leader_waiters = []
-        for _, fut in self._applied_waiters + self._watchers:
-            if not fut.done():
-                fut.set_exception(exc)
+        for _, done_fut in self._applied_waiters + self._watchers:
+            if not done_fut.done():
+                done_fut.set_exception(exc)
         self._applied_waiters = []
         self._watchers = []

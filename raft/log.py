@@ -38,7 +38,6 @@ from __future__ import annotations
 import bisect
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from raft import records
 from raft.files import DirFiles, Files, Step
@@ -66,6 +65,8 @@ class LogFailed(RuntimeError):
 
 
 Point = tuple[int, int]  # (index, term): names one entry
+# An open append file of the `Files` in use: RaftLog only hands it back to that `Files`.
+AppendHandle = object
 
 
 class _Terms:
@@ -108,7 +109,7 @@ class _Terms:
 class _Segment:
     name: str
     number: int
-    handle: Any | None  # open while appending or while a job holds it
+    handle: AppendHandle | None  # open while appending or while a job holds it
     max_index: int = 0  # the highest entry index ever written to it
 
 

@@ -1,19 +1,20 @@
 """Transport helpers: the driver needs only `send(peer, frame)` and `receive(frame)`.
 
+* `Send`, `Receive`: the types of a driver's `send(peer, frame)` and `receive(frame)`.
 * `Demux`: one receiver for a connection that carries many groups; routes each frame by the
   group name in its header (malformed frames are dropped and counted).
-* `LoopbackNetwork`: an in-process network for tests and benchmarks. Delivery is asynchronous
-  (`loop.call_soon`), ordered per sender, and can be cut between any two nodes.
+
+The in-process network for tests and benchmarks is `raft.testing.loopback.LoopbackNetwork`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from raft import codec
 
-Receive = Callable[[bytes], None]
+Send = Callable[[str, bytes], None]  # queue `frame` towards `peer`; never blocks
+Receive = Callable[[bytes], None]  # one frame from a peer
 
 
 class Demux:
@@ -39,48 +40,3 @@ class Demux:
             self.unknown_group += 1
             return
         target(frame)
-
-
-class LoopbackNetwork:
-    """Nodes join with a receive callable; `sender(node)` is that node's `send(peer, frame)`."""
-
-    def __init__(self) -> None:
-        self._nodes: dict[str, Receive] = {}
-        self._cut: set[tuple[str, str]] = set()
-        self.delivered = 0
-        self.dropped = 0
-
-    def join(self, node: str, receive: Receive) -> None:
-        self._nodes[node] = receive
-
-    def leave(self, node: str) -> None:
-        self._nodes.pop(node, None)
-
-    def sender(self, node: str) -> Callable[[str, bytes], None]:
-        def send(peer: str, frame: bytes) -> None:
-            if (node, peer) in self._cut or peer not in self._nodes:
-                self.dropped += 1
-                return
-            asyncio.get_running_loop().call_soon(self._deliver, node, peer, frame)
-        return send
-
-    def _deliver(self, src: str, dst: str, frame: bytes) -> None:
-        target = self._nodes.get(dst)
-        if target is None or (src, dst) in self._cut:
-            self.dropped += 1
-            return
-        self.delivered += 1
-        target(frame)
-
-    def isolate(self, node: str) -> None:
-        for other in self._nodes:
-            if other != node:
-                self._cut.add((node, other))
-                self._cut.add((other, node))
-
-    def cut(self, a: str, b: str) -> None:
-        self._cut.add((a, b))
-        self._cut.add((b, a))
-
-    def heal(self) -> None:
-        self._cut.clear()

@@ -21,7 +21,7 @@ from raft.log import RaftLog
 from raft.messages import Entry
 from raft.options import RaftConfig
 from raft.state import SnapshotMeta
-from raft.transport import LoopbackNetwork
+from raft.testing.loopback import LoopbackNetwork
 
 NODES = ("n1", "n2", "n3")
 

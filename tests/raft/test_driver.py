@@ -16,7 +16,8 @@ from raft.log import RaftLog
 from raft.messages import AppendEntries, Entry, EntryType, TimeoutNow
 from raft.options import RaftConfig
 from raft.state import SnapshotMeta
-from raft.transport import Demux, LoopbackNetwork
+from raft.testing.loopback import LoopbackNetwork
+from raft.transport import Demux
 
 IDS = ("n1", "n2", "n3")
 CFG = RaftConfig(heartbeat_ticks=2, election_ticks_min=10, election_ticks_max=20,

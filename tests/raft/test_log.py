@@ -330,7 +330,7 @@ def _job_cases():
 def test_a_crash_between_any_two_steps_of_a_job_leaves_a_log_it_can_vouch_for(case):
     import random
 
-    from raft.sim import SimFiles, _SimWrite
+    from raft.testing.disk import SimFiles, SimWrite
 
     job_of = _job_cases()[case]
     before = after = None
@@ -345,7 +345,7 @@ def test_a_crash_between_any_two_steps_of_a_job_leaves_a_log_it_can_vouch_for(ca
             job = log.begin_sync()
             for step in job.steps[:k]:
                 step.run()
-            if torn and k < len(job.steps) and isinstance(job.steps[k], _SimWrite):
+            if torn and k < len(job.steps) and isinstance(job.steps[k], SimWrite):
                 job.steps[k].write_only()
             files.crash(random.Random(k), torn=torn)
             got = RaftLog(files, segment_bytes=300)

@@ -1,6 +1,6 @@
 """The deterministic simulator: random schedules over many seeds, and named scenarios.
 
-Every run checks raft.sim's invariants after every event (one leader per term, log matching,
+Every run checks raft.testing's invariants after every event (one leader per term, log matching,
 leader completeness, committed entries never change, state machines agree, acknowledged
 proposals survive, undamaged nodes always recover able to vouch) and ends with a liveness check
 (heal everything: a leader must emerge and a new proposal must reach every voter).
@@ -21,8 +21,8 @@ import pytest
 
 from raft.core import RaftError
 from raft.options import RaftConfig
-from raft.sim import Invariant, Sim, SimConfig
 from raft.state import Role
+from raft.testing import Invariant, Sim, SimConfig
 
 SEEDS = int(os.environ.get("RAFT_SIM_SEEDS", "400"))
 SEEDS5 = int(os.environ.get("RAFT_SIM_SEEDS5", "80"))

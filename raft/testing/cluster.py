@@ -1,17 +1,16 @@
-"""A deterministic simulator for Raft groups: virtual clock, simulated disks, hostile network.
+"""A simulated Raft group under full control: virtual clock, simulated disks and network, and
+the invariants, checked after every event.
 
-Everything is driven by one `random.Random(seed)`, so a failing seed replays exactly. What runs is
-the real code: `RaftNode` (the core), `RaftLog` (the log, over `SimFiles` instead of real files)
-and `raft.codec` (every message is encoded and decoded on its way). The simulator plays the
-driver (`raft.driver`): eager messages, then persist (a sync takes virtual time; a crash during
-it keeps a random prefix of the job's steps and tears the write in progress), then send, apply,
-advance.
+What runs is the real code: `RaftNode` (the core), `RaftLog` (the log, over
+`raft.testing.disk.SimFiles` instead of real files) and `raft.codec` (every message is encoded and
+decoded on its way, through `raft.testing.network.SimNetwork`). `Cluster` plays the driver
+(`raft.driver`): eager messages, then persist (a sync takes virtual time; a crash during it keeps
+a random prefix of the job's steps and tears the write in progress), then send, apply, advance.
 
-Faults: message loss, duplication, delay (hence reordering), damaged frames; partitions of
-arbitrary sets; crashes and restarts (everything not fsynced is lost, an unsynced tail may be
-torn); coordinated power loss; damage to a down node's files (bit flips, truncated segments,
-zeroed ranges, damaged snapshot, one damaged hard-state copy, damaged vouch file), on one node at
-a time; membership changes; leadership transfers; snapshots and compaction; client proposals.
+A test drives it by hand (`propose`, `change`, `transfer`, `crash`, `start`, `damage`,
+`power_loss`, `partition`, `heal`, `run_until`, `settle`); `raft.testing.sim.Sim` adds random
+client load and faults. Everything is drawn from one `random.Random(seed)`, so a seed replays
+exactly.
 
 Invariants, checked after every event (`Invariant` is raised with the seed in the message):
 
@@ -20,7 +19,9 @@ Invariants, checked after every event (`Invariant` is raised with the seed in th
 * leader completeness: a leader holds every entry ever reported committed;
 * committed entries never change, and state machines agree on every applied prefix;
 * no acknowledged proposal is lost: every later leader holds it;
-* recovery: a node whose files were not damaged always comes back able to vouch for its log.
+* recovery: a node whose files were not damaged always comes back able to vouch for its log;
+* liveness (`settle`): once everything is healed and running, a leader emerges and a new
+  proposal reaches every voter.
 """
 
 from __future__ import annotations
@@ -31,223 +32,19 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from raft import codec, records
-from raft.core import NotLeader, RaftError, RaftNode, SafetyViolation
-from raft.log import HARD_STATE_FILES, SNAPSHOT_FILE, VOUCH_FILE, RaftLog
+from raft import codec
+from raft.core import NotLeader, RaftNode, SafetyViolation
+from raft.log import LogSync, RaftLog
 from raft.messages import Entry, EntryType, Message
 from raft.options import RaftConfig
 from raft.state import Ready, Role
-from storage.durable import checked_bytes, unwrap_checked
+from raft.testing.disk import SimFiles, SimWrite
+from raft.testing.network import SimNetwork
 
 
 class Invariant(AssertionError):
     """A safety property failed."""
-
-
-# ---------------------------------------------------------------------------------------------
-# The simulated disk
-
-
-class SimFile:
-    __slots__ = ("data", "synced")
-
-    def __init__(self, data: bytes = b"") -> None:
-        self.data = bytearray(data)
-        self.synced = bytes(data)  # the contents as of the last fdatasync
-
-
-class _Handle:
-    __slots__ = ("file", "handed", "length", "name", "pending")
-
-    def __init__(self, name: str, f: SimFile, length: int) -> None:
-        self.name, self.file, self.length, self.handed = name, f, length, length
-        self.pending = bytearray()
-
-
-class _SimWrite:
-    __slots__ = ("data", "file", "offset")
-
-    def __init__(self, f: SimFile, offset: int, data: bytes) -> None:
-        self.file, self.offset, self.data = f, offset, data
-
-    def write_only(self) -> None:
-        self.file.data[self.offset:self.offset + len(self.data)] = self.data
-
-    def run(self) -> None:
-        self.write_only()
-        self.file.synced = bytes(self.file.data)
-
-
-class _SimCall:
-    __slots__ = ("fn",)
-
-    def __init__(self, fn: Callable[[], None]) -> None:
-        self.fn = fn
-
-    def run(self) -> None:
-        self.fn()
-
-
-class SimFiles:
-    """One node's directory. `current` is what the running process sees; `durable` is the
-    namespace as of the last directory sync. A crash keeps, for each durable name, the file's
-    synced contents (plus, optionally, a torn prefix of an unsynced append)."""
-
-    def __init__(self) -> None:
-        self.current: dict[str, SimFile] = {}
-        self.durable: dict[str, SimFile] = {}
-
-    def names(self) -> list[str]:
-        return sorted(self.current)
-
-    def _get(self, name: str) -> SimFile:
-        try:
-            return self.current[name]
-        except KeyError:
-            raise FileNotFoundError(name) from None
-
-    def read(self, name: str) -> bytes:
-        return bytes(self._get(name).data)
-
-    def read_checked(self, name: str) -> bytes:
-        return unwrap_checked(self.read(name), name)
-
-    def _put_durable(self, name: str, data: bytes) -> None:
-        f = SimFile(data)
-        self.current[name] = f
-        self.durable[name] = f
-
-    def write_checked(self, name: str, payload: bytes) -> None:
-        self._put_durable(name, checked_bytes(payload))
-
-    def write_new(self, name: str, data: bytes) -> None:
-        self._put_durable(name, data)
-
-    def cut(self, name: str, length: int) -> None:
-        f = self._get(name)
-        del f.data[length:]
-        f.synced = bytes(f.data)
-
-    def remove(self, names: list[str]) -> None:
-        for n in names:
-            self.current.pop(n, None)
-        self.durable = dict(self.current)
-
-    def create_append(self, name: str) -> _Handle:
-        f = SimFile()
-        self.current[name] = f
-        return _Handle(name, f, 0)
-
-    def open_append(self, name: str, length: int) -> _Handle:
-        return _Handle(name, self._get(name), length)
-
-    def append(self, handle: _Handle, data: bytes) -> None:
-        handle.pending += data
-        handle.length += len(data)
-
-    def length(self, handle: _Handle) -> int:
-        return handle.length
-
-    def release(self, handle: _Handle) -> None:
-        pass
-
-    def write_step(self, handle: _Handle) -> _SimWrite | None:
-        if not handle.pending:
-            return None
-        step = _SimWrite(handle.file, handle.handed, bytes(handle.pending))
-        handle.handed = handle.length
-        handle.pending = bytearray()
-        return step
-
-    def finish_write(self, handle: _Handle, step: Any) -> None:
-        pass
-
-    def checked_step(self, name: str, payload: bytes) -> _SimCall:
-        return _SimCall(lambda: self.write_checked(name, payload))
-
-    def slot_step(self, name: str, offset: int, data: bytes) -> _SimCall:
-        def run() -> None:
-            f = self._get(name)
-            f.data[offset:offset + len(data)] = data
-            f.synced = bytes(f.data)
-        return _SimCall(run)
-
-    def unlink_step(self, name: str) -> _SimCall:
-        return _SimCall(lambda: self.current.pop(name, None) and None)
-
-    def dirsync_step(self) -> _SimCall:
-        return _SimCall(lambda: setattr(self, "durable", dict(self.current)))
-
-    def crash(self, rng: random.Random, torn: bool) -> None:
-        survivors: dict[str, SimFile] = {}
-        for name, f in self.durable.items():
-            content = f.synced
-            extra = len(f.data) - len(content)
-            if torn and extra > 0 and f.data.startswith(content) and rng.random() < 0.5:
-                content = bytes(f.data[:len(content) + rng.randint(1, extra)])
-            survivors[name] = SimFile(content)
-        self.current = dict(survivors)
-        self.durable = dict(survivors)
-
-    # Damage (only ever applied to a node that is down) -----------------------------------------
-
-    def lose_tail(self, keep: int) -> None:
-        """Cut the log right before the first entry record above `keep` (and drop every later
-        segment): the end of the log is gone, as if the disk lost it."""
-        segs = sorted(n for n in self.current if n.startswith("seg-"))
-        for k, name in enumerate(segs):
-            f = self.current[name]
-            found = records.scan(bytes(f.data))
-            for rec, offset in zip(found.records, found.offsets, strict=True):
-                if rec[0] == records.ENTRY and rec[1].index > keep:
-                    del f.data[offset:]
-                    f.synced = bytes(f.data)
-                    for later in segs[k + 1:]:
-                        del self.current[later]
-                        self.durable.pop(later, None)
-                    return
-
-    def damage(self, rng: random.Random, kind: str | None = None) -> str:
-        """Apply one kind of damage (random unless given); returns a description."""
-        segs = sorted(n for n in self.current if n.startswith("seg-"))
-        kinds = ["flip", "truncate", "zero", "tail", "tail", "snapshot", "hardstate", "vouch"]
-        kind = kind or rng.choice(kinds)
-        if kind == "tail" and segs:
-            # Lose the end of the log: one of the newest segments cut short, later ones gone.
-            at = rng.randrange(max(0, len(segs) - 3), len(segs))
-            for name in segs[at + 1:]:
-                del self.current[name]
-                self.durable.pop(name, None)
-            f = self.current[segs[at]]
-            del f.data[rng.randrange(len(f.data) + 1):]
-            f.synced = bytes(f.data)
-            return f"tail {segs[at]}"
-        if kind in ("flip", "truncate", "zero") and segs:
-            name = rng.choice(segs)
-            f = self.current[name]
-            if len(f.data) < 2:
-                return "nothing to damage"
-            if kind == "flip":
-                pos = rng.randrange(len(f.data))
-                f.data[pos] ^= 1 << rng.randrange(8)
-            elif kind == "truncate":
-                del f.data[rng.randrange(len(f.data)):]
-            else:
-                a = rng.randrange(len(f.data))
-                b = min(len(f.data), a + rng.randint(1, 256))
-                f.data[a:b] = bytes(b - a)
-            f.synced = bytes(f.data)
-            return f"{kind} {name}"
-        target = {"snapshot": SNAPSHOT_FILE, "vouch": VOUCH_FILE}.get(
-            kind, rng.choice(HARD_STATE_FILES))
-        f = self.current.get(target)
-        if f is None or not f.data:
-            return "nothing to damage"
-        f.data[rng.randrange(len(f.data))] ^= 0xFF
-        f.synced = bytes(f.data)
-        return f"{kind} {target}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +76,7 @@ class StateMachine:
 
 
 # ---------------------------------------------------------------------------------------------
-# The simulator
+# The cluster
 
 
 @dataclass
@@ -318,7 +115,7 @@ class SimNode:
     log: RaftLog | None = None
     core: RaftNode | None = None
     sm: StateMachine = field(default_factory=StateMachine)
-    inflight: tuple[Ready, Any, int] | None = None  # ready, sync job, token
+    inflight: tuple[Ready, LogSync, int] | None = None  # ready, sync job, token
     damaged: bool = False  # its files were damaged and it has not yet proven repaired
     incarnation: int = 0
     was_leader_term: int = 0
@@ -326,20 +123,53 @@ class SimNode:
     noted_commit: int = 0  # its commit index as last seen while it led
 
 
-class Sim:
+class Event:
+    """Something due on the virtual clock."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Tick(Event):
+    node: str
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver(Event):
+    dst: str
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Synced(Event):
+    node: str
+    incarnation: int
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class Start(Event):
+    node: str
+
+
+class Cluster:
+    """Nodes n1..n<pool>, the first `nodes` of them the initial voters (started at once)."""
+
     def __init__(self, seed: int, config: SimConfig | None = None) -> None:
         self.seed = seed
         self.cfg = config or SimConfig()
         self.rng = random.Random(seed)
         self.now = 0
         self.steps = 0
-        self._q: list[tuple[int, int, str, Any]] = []
+        self._q: list[tuple[int, int, Event]] = []  # (due, seq, event)
         self._seq = 0
         ids = [f"n{i}" for i in range(1, self.cfg.pool + 1)]
         initial = frozenset(ids[:self.cfg.nodes])
         self.nodes = {i: SimNode(i, initial if i in initial else None) for i in ids}
         self.started: set[str] = set()
-        self.group_of: dict[str, int] = {}  # partition: node -> side (absent: side 0)
+        self.net = SimNetwork(self.rng, drop=self.cfg.drop, duplicate=self.cfg.duplicate,
+                              garble=self.cfg.garble, max_delay=self.cfg.max_delay)
         self.counters: dict[str, int] = {}
         self.events: list[str] = []  # a trace of faults, for failure messages
         # Invariant bookkeeping
@@ -355,9 +185,9 @@ class Sim:
 
     # Plumbing ---------------------------------------------------------------------------------
 
-    def _at(self, delay: int, kind: str, arg: Any) -> None:
+    def _at(self, delay: int, event: Event) -> None:
         self._seq += 1
-        heapq.heappush(self._q, (self.now + delay, self._seq, kind, arg))
+        heapq.heappush(self._q, (self.now + delay, self._seq, event))
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -409,7 +239,7 @@ class Sim:
         node.inflight = None
         self.started.add(nid)
         phase = self.rng.randint(1, self.cfg.tick)
-        self._at(phase, "tick", (nid, node.incarnation))
+        self._at(phase, Tick(nid, node.incarnation))
         self._pump(node)
 
     def crash(self, nid: str) -> None:
@@ -422,8 +252,9 @@ class Sim:
             k = self.rng.randint(0, len(steps))
             for step in steps[:k]:
                 step.run()
-            if k < len(steps) and isinstance(steps[k], _SimWrite) and self.rng.random() < 0.5:
-                steps[k].write_only()
+            torn = steps[k] if k < len(steps) else None
+            if isinstance(torn, SimWrite) and self.rng.random() < 0.5:
+                torn.write_only()
         node.files.crash(self.rng, self.cfg.torn)
         node.core = None
         node.log = None
@@ -444,33 +275,20 @@ class Sim:
 
     # Network ----------------------------------------------------------------------------------
 
-    def _connected(self, a: str, b: str) -> bool:
-        return self.group_of.get(a, 0) == self.group_of.get(b, 0)
-
     def partition(self, *sides: list[str]) -> None:
-        self.group_of = {}
-        for k, side in enumerate(sides, start=1):
-            for nid in side:
-                self.group_of[nid] = k
+        self.net.partition(*sides)
         self.note(f"partition {[sorted(s) for s in sides]}")
 
     def heal(self) -> None:
-        self.group_of = {}
+        self.net.heal()
         self.note("heal")
 
     def _send(self, msg: Message) -> None:
-        frame = codec.encode(msg)
-        if not self._connected(msg.src, msg.dst) or self.rng.random() < self.cfg.drop:
+        copies = self.net.transmit(msg.src, msg.dst, codec.encode(msg))
+        if not copies:
             self.count("dropped")
-            return
-        copies = 2 if self.rng.random() < self.cfg.duplicate else 1
-        for _ in range(copies):
-            data = frame
-            if self.rng.random() < self.cfg.garble:
-                raw = bytearray(frame)
-                raw[self.rng.randrange(len(raw))] ^= 1 << self.rng.randrange(8)
-                data = bytes(raw)
-            self._at(self.rng.randint(1, self.cfg.max_delay), "deliver", (msg.dst, data))
+        for delay, data in copies:
+            self._at(delay, Deliver(msg.dst, data))
 
     def _deliver(self, dst: str, frame: bytes) -> None:
         node = self.nodes[dst]
@@ -481,7 +299,7 @@ class Sim:
         except codec.MalformedFrame:
             self.count("malformed")
             return
-        if not self._connected(msg.src, dst):
+        if not self.net.connected(msg.src, dst):
             self.count("dropped")
             return
         try:
@@ -506,11 +324,12 @@ class Sim:
                 assert node.log is not None
                 node.log.stage(rd)
                 job = node.log.begin_sync()
+                assert job is not None  # stage() always plans one
                 self._seq += 1
                 node.inflight = (rd, job, self._seq)
                 slow = 10 if self.rng.random() < self.cfg.slow_sync else 1
-                self._at(self.rng.randint(1, slow * self.cfg.sync_delay), "sync",
-                         (node.id, node.incarnation, self._seq))
+                self._at(self.rng.randint(1, slow * self.cfg.sync_delay),
+                         Synced(node.id, node.incarnation, self._seq))
                 break
             self._complete(node, rd, None)
 
@@ -523,7 +342,7 @@ class Sim:
         self._complete(node, rd, job)
         self._pump(node)
 
-    def _complete(self, node: SimNode, rd: Ready, job: Any) -> None:
+    def _complete(self, node: SimNode, rd: Ready, job: LogSync | None) -> None:
         core, log = node.core, node.log
         assert core is not None and log is not None
         if job is not None:
@@ -639,7 +458,7 @@ class Sim:
                     if index > snap and self.commit_term.get(index, 0) < core.term:
                         self._holds(node.id, core, index, term, data, "acknowledged")
 
-    # Clients and faults -----------------------------------------------------------------------
+    # Clients, membership, leadership, power ---------------------------------------------------
 
     def propose(self, data: bytes | None = None, nid: str | None = None) -> int | None:
         nid = nid or self.leader()
@@ -681,125 +500,6 @@ class Sim:
         """Let node `nid` hand out its pending work now (after calling its core directly)."""
         self._pump(self.nodes[nid])
 
-    def change_membership(self) -> None:
-        """A random single-server change through the current leader, if one is allowed."""
-        nid = self.leader()
-        if nid is None:
-            return
-        core = self.nodes[nid].core
-        assert core is not None
-        voters = core.voters
-        candidates = [i for i in self.nodes if i not in voters]
-        try:
-            if candidates and (len(voters) < 4 or self.rng.random() < 0.5):
-                self.change(nid, add=self.rng.choice(candidates))
-            elif len(voters) > 3:
-                self.change(nid, remove=self.rng.choice(sorted(voters)))
-        except RaftError as exc:  # NotLeader / MembershipError: not now
-            self.count(type(exc).__name__)
-
-    def _nemesis(self) -> None:
-        cfg, rng = self.cfg, self.rng
-        actions: list[Callable[[], None]] = []
-        if cfg.crashes:
-            actions += [self._fault_crash, self._fault_crash, self._fault_restart,
-                        self._fault_restart, self._fault_restart]
-        if cfg.partitions:
-            actions += [self._fault_partition, self._fault_heal, self._fault_lag]
-        if cfg.power_loss:
-            actions.append(self.power_loss)
-        if cfg.crashes:
-            actions.append(self._fault_leader_and_follower)
-        if cfg.damage and cfg.crashes:
-            actions += [self._fault_damage, self._fault_corrupted_voter]
-        if cfg.membership:
-            actions.append(self.change_membership)
-        if cfg.transfers:
-            actions.append(self._fault_transfer)
-        if actions:
-            rng.choice(actions)()
-
-    def _fault_crash(self) -> None:
-        live = self.live()
-        if not live:
-            return
-        target = self.leader() if self.rng.random() < 0.4 else None
-        nid = target or self.rng.choice(live).id
-        self.note(f"crash {nid}")
-        self.crash(nid)
-
-    def _fault_restart(self) -> None:
-        down = [i for i in sorted(self.started) if not self.up(i)]
-        if down:
-            nid = self.rng.choice(down)
-            self.note(f"restart {nid}")
-            self.start(nid)
-
-    def _fault_partition(self) -> None:
-        ids = sorted(self.started)
-        if self.rng.random() < 0.4 and self.leader() is not None:
-            lead = self.leader()
-            assert lead is not None
-            self.partition([lead], [i for i in ids if i != lead])
-            return
-        self.rng.shuffle(ids)
-        cut = self.rng.randint(1, len(ids) - 1) if len(ids) > 1 else 1
-        self.partition(ids[:cut], ids[cut:])
-
-    def _fault_heal(self) -> None:
-        self.heal()
-
-    def _fault_lag(self) -> None:
-        """Cut one follower off (as if paused), so that it falls behind."""
-        lead = self.leader()
-        others = [i for i in sorted(self.started) if i != lead and self.up(i)]
-        if others:
-            lag = self.rng.choice(others)
-            self.partition([lag], [i for i in sorted(self.started) if i != lag])
-
-    def _most_current_follower(self, lead: str) -> str | None:
-        core = self.nodes[lead].core
-        assert core is not None
-        peers = [(pr.match, p) for p, pr in core.progress.items() if self.up(p)]
-        return max(peers)[1] if peers else None
-
-    def _fault_leader_and_follower(self) -> None:
-        """Kill the leader and the follower most likely to hold the newest entries."""
-        lead = self.leader()
-        if lead is None:
-            return
-        other = self._most_current_follower(lead)
-        self.note(f"crash leader {lead} and follower {other}")
-        self.crash(lead)
-        if other is not None:
-            self.crash(other)
-
-    def _fault_corrupted_voter(self) -> None:
-        """reliability.md's scenario, in two phases: a follower is cut off and falls behind;
-        later the leader dies, the follower that made its entries committed loses the tail of
-        its log while down, and the lagging node comes back."""
-        lead = self.leader()
-        if lead is None or any(n.damaged for n in self.nodes.values()):
-            return
-        self._fault_lag()
-        self._at(self.rng.randint(5, 40) * self.cfg.tick, "phase2", None)
-
-    def _corrupted_voter_phase2(self) -> None:
-        lead = self.leader()
-        if lead is None or any(n.damaged for n in self.nodes.values()):
-            return
-        other = self._most_current_follower(lead)
-        if other is None:
-            return
-        self.note(f"corrupted voter: crash leader {lead}, damage {other}")
-        self.crash(lead)
-        self.crash(other)
-        node = self.nodes[other]
-        node.files.damage(self.rng, kind="tail")
-        node.damaged = True
-        self.heal()
-        self.start(other)
-
     def power_loss(self, restart: bool = True) -> None:
         """Every node loses power at once (mid-sync writes torn); with `restart`, each comes
         back at a random time within 20 ticks."""
@@ -808,23 +508,7 @@ class Sim:
             self.crash(nid)
         if restart:
             for nid in sorted(self.started):
-                self._at(self.rng.randint(1, 20 * self.cfg.tick), "start", nid)
-
-    def _fault_damage(self) -> None:
-        down = [i for i in sorted(self.started) if not self.up(i) and not self.nodes[i].damaged]
-        if not down or any(n.damaged for n in self.nodes.values()):
-            return  # damage one node at a time: a majority must still vouch for its log
-        self.damage(self.rng.choice(down))
-
-    def _fault_transfer(self) -> None:
-        nid = self.leader()
-        if nid is None:
-            return
-        core = self.nodes[nid].core
-        assert core is not None
-        others = sorted(core.voters - {nid})
-        if others:
-            self.transfer(nid, self.rng.choice(others))
+                self._at(self.rng.randint(1, 20 * self.cfg.tick), Start(nid))
 
     # Running ----------------------------------------------------------------------------------
 
@@ -832,44 +516,30 @@ class Sim:
         """Process one event; False when there is nothing left to do."""
         if not self._q:
             return False
-        self.now, _, kind, arg = heapq.heappop(self._q)
+        self.now, _, event = heapq.heappop(self._q)
         self.steps += 1
-        if kind == "tick":
-            nid, inc = arg
-            node = self.nodes[nid]
-            if node.core is not None and node.incarnation == inc:
-                node.core.tick()
-                self._note_commit(node)
-                self._pump(node)
-                self._at(self.cfg.tick, "tick", arg)
-        elif kind == "deliver":
-            self._deliver(*arg)
-        elif kind == "sync":
-            self._synced(*arg)
-        elif kind == "client":
-            self.propose()
-            self._at(self.rng.randint(1, 2 * self.cfg.client_every), "client", None)
-        elif kind == "nemesis":
-            self._nemesis()
-            self._at(self.rng.randint(1, 2 * self.cfg.nemesis_every), "nemesis", None)
-        elif kind == "start":
-            self.start(arg)
-        elif kind == "phase2":
-            self._corrupted_voter_phase2()
+        match event:
+            case Tick(nid, inc):
+                node = self.nodes[nid]
+                if node.core is not None and node.incarnation == inc:
+                    node.core.tick()
+                    self._note_commit(node)
+                    self._pump(node)
+                    self._at(self.cfg.tick, event)
+            case Deliver(dst, frame):
+                self._deliver(dst, frame)
+            case Synced(nid, inc, token):
+                self._synced(nid, inc, token)
+            case Start(nid):
+                self.start(nid)
+            case _:
+                self._event(event)
         self._check_leaders()
         return True
 
-    def run(self, steps: int, *, clients: bool = True, nemesis: bool = True) -> None:
-        """Run `steps` events with random client load and faults."""
-        if clients:
-            self._at(1, "client", None)
-        if nemesis:
-            self._at(self.cfg.nemesis_every, "nemesis", None)
-        end = self.steps + steps
-        while self.steps < end and self.step():
-            pass
-        self._q = [ev for ev in self._q if ev[2] not in ("client", "nemesis", "phase2")]
-        heapq.heapify(self._q)
+    def _event(self, event: Event) -> None:
+        """An event of a subclass's own kind (`raft.testing.sim.Sim`: clients, faults)."""
+        raise TypeError(f"unknown event {event!r}")
 
     def run_until(self, predicate: Callable[[], bool], max_steps: int = 20000) -> bool:
         end = self.steps + max_steps
@@ -889,16 +559,16 @@ class Sim:
         if not self.run_until(lambda: self.leader() is not None, max_steps):
             self.fail("no leader after healing everything")
         marker = b"settle-%d" % self.seed
-        state: dict[str, Any] = {"key": None}
+        key: tuple[str, int] | None = None  # (leader, index) of the marker proposal
 
         def done() -> bool:
-            key = state["key"]
+            nonlocal key
             pending = key is not None and key[1] in self.nodes[key[0]].proposals
             if key is None or (not pending and self.acked.get(key[1]) is None):
                 # Not proposed yet, or the proposal was lost with a leader: (re)propose.
                 leader = self.leader()
                 index = self.propose(marker) if leader is not None else None
-                state["key"] = (leader, index) if index is not None else None
+                key = (leader, index) if leader is not None and index is not None else None
                 return False
             if pending:
                 return False
@@ -911,8 +581,9 @@ class Sim:
                        and self.nodes[v].sm.index >= key[1] for v in core.voters)
 
         if not self.run_until(done, max_steps):
-            self.fail(f"proposal {state['key']} not applied everywhere after healing; "
-                      f"{[(n.id, n.core.status().role.value, n.sm.index) for n in self.live()]}")
+            roles = [(n.id, n.core.status().role.value, n.sm.index)
+                     for n in self.live() if n.core is not None]
+            self.fail(f"proposal {key} not applied everywhere after healing; {roles}")
 
     def summary(self) -> dict[str, int]:
         return {"steps": self.steps, "time": self.now, "committed": len(self.committed),
