@@ -1,8 +1,8 @@
 """The directory a Raft log lives in, behind a small interface with two implementations:
 `DirFiles` here (real files, every durability syscall through `storage.durable`) and the
-simulator's in-memory disk (`raft.sim.SimFiles`), which drops what was never synced on a crash.
-`raft.log.RaftLog` is written once against this interface, so its recovery and ordering rules
-run under simulated crashes exactly as they run on disk.
+simulator's in-memory disk (`raft.testing.disk.SimFiles`), which drops what was never synced
+on a crash. `raft.log.RaftLog` is written once against this interface, so its recovery and
+ordering rules run under simulated crashes exactly as they run on disk.
 
 Writes are planned on the loop thread and executed later as `Step`s (in a worker thread for real
 files): a step holds only plain values (fds, offsets, bytes, names), never log state.
@@ -48,21 +48,6 @@ class Files(Protocol):
     def slot_step(self, name: str, offset: int, data: bytes) -> Step: ...  # overwrite + sync
     def unlink_step(self, name: str) -> Step: ...
     def dirsync_step(self) -> Step: ...
-
-
-class _Write:
-    """pwrite the appended bytes at their offset, then fdatasync: durable up to `end`."""
-
-    __slots__ = ("data", "end", "fd", "offset", "path")
-
-    def __init__(self, fd: int, path: str, offset: int, data: bytes) -> None:
-        self.fd, self.path, self.offset, self.data = fd, path, offset, data
-        self.end = offset + len(data)
-
-    def run(self) -> None:
-        if self.data:
-            durable.pwrite_all(self.fd, self.data, self.offset)
-        durable.fdatasync(self.fd, self.path, self.end)
 
 
 class _Checked:
@@ -169,18 +154,13 @@ class DirFiles:
         if not handle.inflight:
             handle.close()
 
-    def write_step(self, handle: durable.AppendFile) -> _Write | None:
-        if handle.durable == handle.length:
-            return None
-        offset, data = handle.take()
-        handle.inflight += 1
-        return _Write(handle.fd, handle.path, offset, data)
+    def write_step(self, handle: durable.AppendFile) -> durable.AppendSync | None:
+        """pwrite the appended bytes at their offset, then fdatasync (`storage.durable`'s job)."""
+        return handle.begin_sync()
 
     def finish_write(self, handle: durable.AppendFile, step: Step) -> None:
-        assert isinstance(step, _Write)
-        handle.inflight -= 1
-        handle.synced(step.end)
-        handle.trim(keep=0, hold=1 << 20)
+        assert isinstance(step, durable.AppendSync)
+        handle.finish_sync(step)
 
     def checked_step(self, name: str, payload: bytes) -> _Checked:
         return _Checked(self.path(name), payload)

@@ -8,6 +8,8 @@ one place can record it. Three tools:
   three lengths: `length` (appended), `handed` (given to the kernel or to a job) and `durable`
   (covered by a completed fdatasync). The window always holds at least `[durable, length)`, so a
   failed sync can be retried from memory (after a failed fsync the page cache cannot be trusted).
+  A file synced on its own (a state log, a Raft log segment) commits with `begin_sync`, then
+  `AppendSync.run` (one pwrite, one fdatasync; any thread), then `finish_sync`.
 * Namespace operations (`create`, `rename`, `unlink`, `fsync_dir`, `write_atomic`) and checksummed
   metadata files (`write_checked`, `read_checked`, which refuse a damaged file with `DamagedFile`).
 * A test-mode **durability journal**. When `BROKER_DURABILITY_JOURNAL=<path>` is set (read at
@@ -31,7 +33,7 @@ import threading
 import zlib
 from typing import Any
 
-from storage.store import StoreError
+from storage.store import StoreError, SyncJob
 
 JOURNAL_ENV = "BROKER_DURABILITY_JOURNAL"
 
@@ -383,10 +385,43 @@ class AppendFile:
         self.length = self.handed = self.durable = self.win_start = length
         self.win = bytearray()
 
+    def begin_sync(self) -> AppendSync | None:
+        """A job making everything appended durable (it writes what was not handed to the
+        kernel yet, then fdatasyncs), or None when everything is. The job holds the fd
+        (`inflight`) until `finish_sync`."""
+        if self.durable == self.length:
+            return None
+        offset, data = self.take()
+        self.inflight += 1
+        return AppendSync(self.fd, self.path, offset, data)
+
+    def finish_sync(self, job: AppendSync) -> None:
+        """After `job.run()` returned: [0, job.end) is durable; the window lets go of it."""
+        self.inflight -= 1
+        self.synced(job.end)
+        self.trim(keep=0, hold=1 << 20)
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+class AppendSync(SyncJob):
+    """One AppendFile's sync job (`AppendFile.begin_sync`): pwrite the bytes handed to it at their
+    offset, then fdatasync, so the file is durable up to `end`. Plain values only: `run()` may be
+    called in any thread, and never touches the AppendFile."""
+
+    __slots__ = ("data", "end", "fd", "offset", "path")
+
+    def __init__(self, fd: int, path: str, offset: int, data: bytes) -> None:
+        self.fd, self.path, self.offset, self.data = fd, path, offset, data
+        self.end = offset + len(data)
+
+    def run(self) -> None:
+        if self.data:
+            pwrite_all(self.fd, self.data, self.offset)
+        fdatasync(self.fd, self.path, self.end)
 
 
 def simulate_power_loss(journal: str, root_dir: str, **options: Any) -> Any:

@@ -25,17 +25,6 @@ _HEAD = struct.Struct("<II")
 _GEN = struct.Struct("<Q")
 
 
-class _LogSync(SyncJob):
-    def __init__(self, fd: int, path: str, offset: int, data: bytes) -> None:
-        self.fd, self.path, self.offset, self.data = fd, path, offset, data
-        self.end = offset + len(data)
-
-    def run(self) -> None:
-        if self.data:
-            durable.pwrite_all(self.fd, self.data, self.offset)
-        durable.fdatasync(self.fd, self.path, self.end)
-
-
 class StateLog:
     def __init__(self, directory: str, name: str = "state") -> None:
         self.directory = directory
@@ -107,14 +96,10 @@ class StateLog:
         self._file.append(_HEAD.pack(len(record), zlib.crc32(record)) + record)
 
     def begin_sync(self) -> SyncJob | None:
-        if self._file.durable == self._file.length:
-            return None
-        offset, data = self._file.take()
-        self._file.inflight += 1
-        return _LogSync(self._file.fd, self._file.path, offset, data)
+        return self._file.begin_sync()
 
     def finish_sync(self, job: SyncJob) -> None:
-        assert isinstance(job, _LogSync)
+        assert isinstance(job, durable.AppendSync)
         retired = self._retired.get(job.fd)
         if retired is not None:  # a generation that compaction replaced meanwhile
             retired.inflight -= 1
@@ -122,9 +107,7 @@ class StateLog:
                 retired.close()
                 del self._retired[job.fd]
             return
-        self._file.inflight -= 1
-        self._file.synced(job.end)
-        self._file.trim(keep=0, hold=1 << 20)
+        self._file.finish_sync(job)
 
     def compact(self, snapshot: bytes) -> None:
         """Make `snapshot` the durable state and start an empty log (blocking: fsyncs)."""

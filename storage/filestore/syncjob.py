@@ -1,7 +1,8 @@
-"""A FileStore group commit: a plan built on the loop thread, run in a worker thread.
+"""The worker-thread half of a FileStore group commit: `FileSyncJob` runs a `Plan`.
 
-The plan holds only plain values (fds, offsets, bytes, paths), never store objects, so `run()`
-touches no store state. Order inside `run()` is what makes a crash at any point recoverable:
+`storage.filestore.syncplan` builds the plan on the loop thread. The plan holds only plain values
+(fds, offsets, bytes, paths), never store objects, so `run()` touches no store state. Order
+inside `run()` is what makes a crash at any point recoverable:
 
 1. write the buffered bytes (pwrite at their offsets) and in-place patches (erase);
 2. fdatasync every file written since the last job, oldest segment first;
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storage import durable, record, segindex
+from storage.segment import Segment
 from storage.store import SyncJob
 
 # A job writing at most this much (and syncing one file) counts as small: see `SyncJob.small`.
@@ -136,11 +138,12 @@ class FileSyncJob(SyncJob):
         self.error: BaseException | None = None
         self.finished = False
         # Bookkeeping for finish_sync (loop thread only).
-        self.synced: list[tuple[Any, int]] = []  # (segment, durable length)
-        self.indexed: list[Any] = []
-        self.dead: list[Any] = []
-        self.segs: list[Any] = []  # segments whose fd the job holds
-        self.compactions: list[Any] = []
+        self.synced: list[tuple[Segment, int]] = []  # (segment, durable length)
+        self.indexed: list[Segment] = []
+        self.dead: list[Segment] = []
+        self.segs: list[Segment] = []  # segments whose fd the job holds
+        # (segment, its rewrite, the segment as rewritten, the entries kept)
+        self.compactions: list[tuple[Segment, Compaction, Segment, list[int]]] = []
         self.seq_hi = 0  # the last message sequence stored when the job began
         self.dir_ops = 0
 
