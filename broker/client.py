@@ -1,113 +1,94 @@
-"""One client connection: owns the socket, feeds the parser, acts on its events.
+"""One client connection, the asyncio side: the socket, the timers, the server's calls.
 
-Outbound bytes are appended to `out` and written once per loop turn by the server (see
+The protocol's rules live in `broker.session.ClientSession` (sans-IO): this class feeds it the
+bytes it reads, runs its timers (`ping_tick`, `auth_timeout`) and applies the actions it returns:
+routing publishes, adding and removing subscriptions, queueing bytes, closing. Outbound bytes are
+appended to `out` (`broker.outbuf.OutBuffer`) and written once per loop turn by the server (see
 `Server.flush`), so a burst of messages costs one `write` per connection, not one per message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from broker import protocol
 from broker.auth import Identity, PermissionChecker
-from broker.log import logger, trace, tracing
-from broker.protocol import CONNECT, ERR, FATAL, PING, PONG, PUB, SUB, UNSUB
+from broker.log import logger
+from broker.outbuf import OutBuffer
+from broker.protocol import PUB
+from broker.session import (
+    AUTHENTICATED,
+    CLIENT_PROTO_INFO,
+    CLOSE,
+    INFO_DUE,
+    NEGOTIATED,
+    SEND,
+    SUBSCRIBE,
+    UNSUBSCRIBE,
+    ClientSession,
+    ClosedReason,
+    SessionHost,
+)
 from broker.sublist import Subscription
-from common.subjects import is_valid_literal_subject, is_valid_subject
 
-if TYPE_CHECKING:
-    from broker.server import Server
-
-CLIENT_PROTO_INFO = 1  # a client at this protocol level understands async INFO
-FIRST_PING_INTERVAL = 2.0
-
-# CONNECT fields and their JSON types; a mismatch fails the decode, as in nats-server.
-_CONNECT_TYPES: dict[str, type | tuple[type, ...]] = {
-    "verbose": bool, "pedantic": bool, "tls_required": bool, "echo": bool, "headers": bool,
-    "no_responders": bool, "protocol": int, "name": str, "lang": str, "version": str,
-    "user": str, "pass": str, "auth_token": str, "nkey": str, "sig": str, "jwt": str,
-}
+__all__ = ["CLIENT_PROTO_INFO", "ClientConnection", "ClientHost", "ClosedReason"]
 
 
-def _decode_connect(raw: bytes) -> dict | None:
-    """CONNECT's JSON with typed fields, or None if nats-server could not decode it."""
-    try:
-        opts = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(opts, dict):
-        return None
-    for key, kind in _CONNECT_TYPES.items():
-        value = opts.get(key)
-        if value is None:
-            opts.pop(key, None)
-        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            return None
-    return opts
+class ClientHost(SessionHost, Protocol):
+    """What a client connection needs of the server (`broker.server.Server`): besides what the
+    session's rules read (`options`, `auth`, `headers_supported`), the loop, the connection
+    registry, routing and interest, the flush scheduling, the INFO it sends, two counters."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    slow_consumers: int
+    stale_connections: int
+
+    def next_client_id(self) -> int: ...
+
+    def admit(self, client: ClientConnection) -> bool:
+        """Register a new connection; False if it must be refused (maximum connections)."""
+
+    def forget(self, client: ClientConnection) -> None: ...
+
+    def client_info_json(self, client: ClientConnection) -> bytes: ...
+
+    def info_changed_since(self, when: float) -> bool: ...
+
+    def route(self, subject: bytes, reply: bytes, hdr: int, payload: bytes,
+              origin: ClientConnection | None) -> int:
+        """Deliver a publish; how many subscriptions got it."""
+
+    def no_responders(self, client: ClientConnection, subject: bytes, reply: bytes) -> None: ...
+
+    def add_sub(self, sub: Subscription) -> None: ...
+
+    def remove_sub(self, sub: Subscription) -> None: ...
+
+    def mark_dirty(self, client: ClientConnection) -> None:
+        """Call `client.flush()` at the end of this loop turn."""
 
 
-class ClosedReason:
-    """The `reason` strings nats-server shows in /connz for closed connections."""
-
-    CLIENT_CLOSED = "Client Closed"
-    SERVER_SHUTDOWN = "Server Shutdown"
-    PARSE_ERROR = "Parse Error"
-    PROTOCOL_VIOLATION = "Protocol Violation"
-    AUTH_TIMEOUT = "Authentication Timeout"
-    AUTH_VIOLATION = "Authentication Failure"
-    STALE = "Stale Connection"
-    SLOW_PENDING = "Slow Consumer (Pending Bytes)"
-    SLOW_DEADLINE = "Slow Consumer (Write Deadline)"
-    MAX_PAYLOAD = "Maximum Message Payload Exceeded"
-    MAX_CONTROL_LINE = "Maximum Control Line Exceeded"
-    MAX_CONNECTIONS = "Maximum Connections Exceeded"
-    BAD_PROTOCOL = "Bad Client Protocol Version"
-    NO_RESPONDERS_HEADERS = "No Responders Requires Headers"
-    LAME_DUCK = "Lame Duck Mode"
-    WRITE_ERROR = "Write Error"
-
-    FROM_PARSER = {"parse": PARSE_ERROR, "max_payload": MAX_PAYLOAD,
-                   "max_control_line": MAX_CONTROL_LINE}
-
-
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(OutBuffer, asyncio.Protocol):
     is_route = False
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: ClientHost) -> None:
+        super().__init__()
         self.server = server
-        opts = server.options
         self.cid = server.next_client_id()
-        self.transport: asyncio.Transport | None = None
-        # HPUB is refused until a CONNECT negotiates headers, as in nats-server.
-        self.parser = protocol.ClientParser(opts.max_control_line, opts.max_payload, headers=False)
-        self.out: list[bytes] = []
-        self.max_pending = opts.max_pending
-        self.subs: dict[bytes, Subscription] = {}
-        self.closed = False
+        self.session = ClientSession(server, self, self.cid, server.loop.time)
+        self.max_pending = server.options.max_pending
         self.close_reason = ""
-
-        # CONNECT options, nats-server defaults when omitted.
-        self.verbose = True
-        self.pedantic = True
-        self.echo = True
-        self.headers = False
-        self.no_responders = False
-        self.protocol = 0
-        self.name = ""
-        self.lang = ""
-        self.version = ""
-        self.connect_received = False
-        self.identity: Identity | None = None
-        self.perms: PermissionChecker | None = None
-        self.tracks_responses = False  # perms.allow_responses: remember delivered reply subjects
-        self.first_pong_sent = False
-        # Whether a publish needs more than routing (auth not done, permissions, pedantic or
-        # verbose): one flag keeps the common case to a single test per message.
-        self.pub_checks = True
+        # The session's options that the server's delivery path reads per message, copied here
+        # (plain attributes, not properties, on the hot path) whenever they change (NEGOTIATED).
+        self.echo = self.session.echo
+        self.headers = self.session.headers
+        self.perms: PermissionChecker | None = self.session.perms
+        self.tracks_responses = self.session.tracks_responses
 
         # Stats (see /connz).
         self.start = time.time()
@@ -117,14 +98,43 @@ class ClientConnection(asyncio.Protocol):
         self.host = ""
         self.port = 0
 
-        self.rtt = 0.0
-        self._pings_out = 0
-        self._ping_sent_at = 0.0
-        self._last_msg_activity = 0.0  # publishes and subscription changes, as nats-server counts
-        self._last_client_ping = 0.0
         self._ping_timer: asyncio.TimerHandle | None = None
         self._auth_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
+
+    # What the server and the monitor read of the session (see also NEGOTIATED).
+
+    @property
+    def subs(self) -> dict[bytes, Subscription]:
+        return self.session.subs
+
+    @property
+    def protocol(self) -> int:
+        return self.session.protocol
+
+    @property
+    def connect_received(self) -> bool:
+        return self.session.connect_received
+
+    @property
+    def identity(self) -> Identity | None:
+        return self.session.identity
+
+    @property
+    def name(self) -> str:
+        return self.session.name
+
+    @property
+    def lang(self) -> str:
+        return self.session.lang
+
+    @property
+    def version(self) -> str:
+        return self.session.version
+
+    @property
+    def rtt(self) -> float:
+        return self.session.rtt
 
     # asyncio.Protocol
 
@@ -132,28 +142,30 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername") or ("", 0)
         self.host, self.port = peer[0], peer[1]
+        session = self.session
+        session.addr = self._addr()
         server = self.server
         admitted = server.admit(self)
-        self._write_now(protocol.info_line(server.client_info_json(self)))
+        self.write_now(protocol.info_line(server.client_info_json(self)))
         if not admitted:
-            self._write_now(protocol.err_line("maximum connections exceeded"))
+            self.write_now(protocol.err_line("maximum connections exceeded"))
             self.close(ClosedReason.MAX_CONNECTIONS)
             return
         loop = server.loop
-        if server.auth.required:
-            self._auth_timer = loop.call_later(server.auth.timeout, self._auth_timeout)
-        # The first PING measures the RTT early: after at most 2s (plus up to 20% jitter).
-        first = min(server.options.ping_interval, FIRST_PING_INTERVAL)
-        self._ping_timer = loop.call_later(first * (1 + random.random() / 5), self._ping_tick)
+        auth_deadline = session.auth_deadline()
+        if auth_deadline is not None:
+            self._auth_timer = loop.call_later(auth_deadline, self._auth_timeout)
+        self._ping_timer = loop.call_later(session.first_ping_delay(random.random()),
+                                           self._ping_tick)
         logger.debug("%s - cid:%d - Client connection created", self._addr(), self.cid)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        parser = self.parser
-        self._handle(parser.feed(data))
-        while parser.paused and not self.closed:
-            self._handle(parser.feed(b""))
+        session = self.session
+        self._process(session.receive(data))
+        while session.paused and not self.closed:
+            self._process(session.receive(b""))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed:
@@ -170,245 +182,96 @@ class ClientConnection(asyncio.Protocol):
             self._write_timer.cancel()
             self._write_timer = None
 
-    # Event handling
+    # The session's actions
 
-    def _handle(self, events: list[tuple]) -> None:
+    def _process(self, events: list[tuple]) -> None:
+        """Hand each parsed operation to the session and apply its actions, in order."""
+        session = self.session
         server = self.server
         route = server.route
         n_in = b_in = 0
         for event in events:
-            if event[0] != PUB:
-                if self.closed:
-                    break
-                self._handle_control(event)
+            if event[0] == PUB and not session.pub_checks:
+                # The hot path: with nothing to check, a PUB event is a PUBLISH as it stands.
+                _, subject, reply, hdr, payload = event
+                n_in += 1
+                b_in += len(payload)
+                if not route(subject, reply, hdr, payload, self) and reply and \
+                        session.no_responders:
+                    server.no_responders(self, subject, reply)
                 continue
-            _, subject, reply, hdr, payload = event
-            if self.pub_checks and not self._admit_publish(subject, reply):
-                if self.closed:
-                    break
-                continue
-            n_in += 1
-            b_in += len(payload)
-            if not route(subject, reply, hdr, payload, self) and reply and self.no_responders:
-                server.no_responders(self, subject, reply)
+            if self.closed:
+                break
+            for action in session.handle(event):
+                kind = action[0]
+                if kind == PUB:
+                    _, subject, reply, hdr, payload = action
+                    n_in += 1
+                    b_in += len(payload)
+                    if not route(subject, reply, hdr, payload, self) and reply and \
+                            session.no_responders:
+                        server.no_responders(self, subject, reply)
+                elif kind == SEND:  # the most frequent (verbose +OK), without the _apply call
+                    self.send(action[1])
+                else:
+                    self._apply(action)
         if n_in:
             self.in_msgs += n_in
             self.in_bytes += b_in
-            self._last_msg_activity = server.loop.time()
+            session.published()
 
-    def _admit_publish(self, subject: bytes, reply: bytes) -> bool:
-        """The per-publish checks that most connections do not need (see `pub_checks`)."""
-        if not self.connect_received and not self._implicit_connect():
-            return False
-        if self.perms is not None and not self._may_publish(subject, reply):
-            return False
-        if self.pedantic and not is_valid_literal_subject(subject):
-            # nats-server complains but still routes the message.
-            self.send(protocol.err_line("Invalid Publish Subject"))
-        if self.verbose:
-            self.send(protocol.OK_BYTES)
-        return True
+    def _apply(self, action: tuple) -> None:
+        """One action other than PUBLISH (see `broker.session`)."""
+        kind = action[0]
+        if kind == SEND:
+            self.send(action[1])
+        elif kind == SUBSCRIBE:
+            self.server.add_sub(action[1])
+        elif kind == UNSUBSCRIBE:
+            self.server.remove_sub(action[1])
+        elif kind == AUTHENTICATED:
+            if self._auth_timer is not None:
+                self._auth_timer.cancel()
+                self._auth_timer = None
+        elif kind == NEGOTIATED:
+            session = self.session
+            self.echo = session.echo
+            self.headers = session.headers
+            self.perms = session.perms
+            self.tracks_responses = session.tracks_responses
+        elif kind == INFO_DUE:
+            if self.server.info_changed_since(self.start):
+                self.send(protocol.info_line(self.server.client_info_json(self)))
+        elif kind == CLOSE:
+            if action[1] == ClosedReason.STALE:
+                self.server.stale_connections += 1
+            self.close(action[1])
+        else:
+            raise ValueError(f"unknown session action {action!r}")
 
-    def _update_pub_checks(self) -> None:
-        self.pub_checks = (not self.connect_received or self.perms is not None
-                           or self.pedantic or self.verbose)
+    def remove_subscription(self, sub: Subscription) -> None:
+        """The delivery path's hook: `sub` reached its delivery limit."""
+        if self.session.drop_subscription(sub):
+            self.server.remove_sub(sub)
 
-    def _handle_control(self, event: tuple) -> None:
-        kind = event[0]
-        if tracing():
-            trace("%s - cid:%d - <<- %r", self._addr(), self.cid, event[1:])
-        if kind == FATAL:
-            if not self.connect_received and self.server.auth.required:
-                self._auth_violation()  # with auth, anything but CONNECT first is a violation
-                return
-            self._fatal(event[1], ClosedReason.FROM_PARSER.get(event[2],
-                                                               ClosedReason.PROTOCOL_VIOLATION))
-            return
-        if kind == CONNECT:
-            self._connect(event[1])
-            return
-        if not self.connect_received and not self._implicit_connect():
-            return
-        if kind == PING:
-            self._ping()
-        elif kind == PONG:
-            self._pong()
-        elif kind == SUB:
-            self._subscribe(event[1], event[2], event[3])
-        elif kind == UNSUB:
-            self._unsubscribe(event[1], event[2])
-        elif kind == ERR:
-            logger.error("%s - cid:%d - Client error: %s", self._addr(), self.cid, event[1])
-
-    def _implicit_connect(self) -> bool:
-        """An op arrived before CONNECT: fine without auth (telnet style), else a violation."""
-        auth = self.server.auth
-        if not auth.required:
-            self.connect_received = True
-            self._update_pub_checks()
-            return True
-        identity = auth.default_identity()
-        if identity is None:
-            self._auth_violation()
-            return False
-        self._authenticated(identity)
-        return True
-
-    def _connect(self, raw: bytes) -> None:
-        """CONNECT, checked in nats-server's order: JSON, auth, protocol, no_responders."""
-        opts = _decode_connect(raw)
-        if opts is None:
-            logger.error("%s - cid:%d - Error parsing CONNECT", self._addr(), self.cid)
-            self.close(ClosedReason.PROTOCOL_VIOLATION)
-            return
-        # A later CONNECT is applied on top of the current options, as nats-server decodes it.
-        self.verbose = opts.get("verbose", self.verbose)
-        self.pedantic = opts.get("pedantic", self.pedantic)
-        self.echo = opts.get("echo", self.echo)
-        self.headers = opts.get("headers", self.headers) and self.server.headers_supported
-        self.no_responders = opts.get("no_responders", self.no_responders)
-        self.protocol = opts.get("protocol", self.protocol)
-        self.name = opts.get("name", self.name)
-        self.lang = opts.get("lang", self.lang)
-        self.version = opts.get("version", self.version)
-        self.parser.headers = self.headers
-        if self.server.auth.required and self.identity is None:
-            identity = self.server.auth.authenticate(opts)
-            if identity is None:
-                self._auth_violation()
-                return
-            self._authenticated(identity)
-        if self.protocol < 0 or self.protocol > CLIENT_PROTO_INFO:
-            self._fatal("invalid client protocol", ClosedReason.BAD_PROTOCOL)
-            return
-        if self.no_responders and not self.headers:
-            self._fatal("no responders requires headers support",
-                        ClosedReason.NO_RESPONDERS_HEADERS)
-            return
-        self.connect_received = True
-        self._update_pub_checks()
-        if self.verbose:
-            self.send(protocol.OK_BYTES)
-
-    def _authenticated(self, identity: Identity) -> None:
-        self.identity = identity
-        self.connect_received = True
-        if identity.permissions is not None:
-            self.perms = PermissionChecker(identity.permissions)
-            self.tracks_responses = self.perms.tracks_responses
-        self._update_pub_checks()
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
-
-    def _auth_violation(self) -> None:
-        logger.error("%s - cid:%d - authentication error", self._addr(), self.cid)
-        self._fatal("Authorization Violation", ClosedReason.AUTH_VIOLATION)
+    # Timers
 
     def _auth_timeout(self) -> None:
         self._auth_timer = None
-        if self.closed or self.identity is not None:
+        if self.closed:
             return
-        logger.error("%s - cid:%d - Authentication Timeout", self._addr(), self.cid)
-        self._fatal("Authentication Timeout", ClosedReason.AUTH_TIMEOUT)
-
-    def _ping(self) -> None:
-        self.send(protocol.PONG_BYTES)
-        self._last_client_ping = self.server.loop.time()
-        if self.first_pong_sent or not self.connect_received:
-            return
-        self.first_pong_sent = True
-        if self.protocol >= CLIENT_PROTO_INFO and self.server.info_changed_since(self.start):
-            self.send(protocol.info_line(self.server.client_info_json(self)))
-
-    def _pong(self) -> None:
-        if self._pings_out and self._ping_sent_at:
-            self.rtt = self.server.loop.time() - self._ping_sent_at
-        self._pings_out = 0
-
-    def _subscribe(self, subject: bytes, queue: bytes | None, sid: bytes) -> None:
-        if not is_valid_subject(subject) or (queue is not None and not is_valid_subject(queue)):
-            self.send(protocol.err_line("Invalid Subject"))
-            return
-        if self.perms is not None and not self.perms.may_subscribe(subject):
-            self._sub_violation(subject, queue, sid)
-            return
-        limit = self.server.options.max_subscriptions
-        if limit and len(self.subs) >= limit:
-            logger.error("%s - cid:%d - maximum subscriptions exceeded", self._addr(), self.cid)
-            self.send(protocol.err_line("maximum subscriptions exceeded"))
-            return
-        if sid in self.subs:  # nats-server ignores a SUB that reuses a sid
-            self._ok()
-            return
-        self._last_msg_activity = self.server.loop.time()
-        sub = Subscription(subject, sid, self, queue)
-        self.subs[sid] = sub
-        self.server.add_sub(sub)
-        self._ok()
-
-    def _sub_violation(self, subject: bytes, queue: bytes | None, sid: bytes) -> None:
-        text = f"Permissions Violation for Subscription to {_quote(subject)}"
-        if queue is not None:
-            text += f" using queue {_quote(queue)}"
-        logger.error("%s - cid:%d - Subscription Violation - %s, Subject %s, SID %s",
-                     self._addr(), self.cid, self._user(), _quote(subject), sid.decode())
-        self.send(protocol.err_line(text))
-
-    def _unsubscribe(self, sid: bytes, max_msgs: int | None) -> None:
-        sub = self.subs.get(sid)
-        if sub is not None:
-            self._last_msg_activity = self.server.loop.time()
-            # The limit counts what was delivered before the UNSUB too.
-            if max_msgs is not None and sub.delivered < max_msgs:
-                sub.max = max_msgs
-            else:
-                self.remove_subscription(sub)
-        self._ok()
-
-    def remove_subscription(self, sub: Subscription) -> None:
-        if self.subs.pop(sub.sid, None) is not None:
-            self.server.remove_sub(sub)
-
-    def _may_publish(self, subject: bytes, reply: bytes) -> bool:
-        perms = self.perms
-        assert perms is not None
-        if not perms.may_publish(subject):
-            logger.error("%s - cid:%d - Publish Violation - %s, Subject %s", self._addr(),
-                         self.cid, self._user(), _quote(subject))
-            self.send(protocol.err_line(f"Permissions Violation for Publish to {_quote(subject)}"))
-            return False
-        return True
-
-    def _ok(self) -> None:
-        if self.verbose:
-            self.send(protocol.OK_BYTES)
-
-    # Pings and write deadlines
+        for action in self.session.auth_timeout():
+            self._apply(action)
 
     def _ping_tick(self) -> None:
-        """nats-server's ping timer: skip while the client is visibly alive, else PING; after
-        ping_max unanswered PINGs the connection is stale."""
         self._ping_timer = None
         if self.closed:
             return
         server = self.server
-        loop = server.loop
-        interval = server.options.ping_interval
-        now = loop.time()
-        recently_active = (now - self._last_msg_activity < interval
-                           or now - self._last_client_ping < interval)
-        if self.rtt == 0.0 or not recently_active:
-            if self._pings_out + 1 > server.options.ping_max:
-                logger.debug("%s - cid:%d - Stale Client Connection - Closing", self._addr(),
-                             self.cid)
-                server.stale_connections += 1
-                self._fatal("Stale Connection", ClosedReason.STALE)
-                return
-            self._pings_out += 1
-            self._ping_sent_at = now
-            self.send(protocol.PING_BYTES)
-        self._ping_timer = loop.call_later(interval, self._ping_tick)
+        for action in self.session.ping_tick(server.loop.time()):
+            self._apply(action)
+        if not self.closed:
+            self._ping_timer = server.loop.call_later(self.session.ping_interval, self._ping_tick)
 
     def _write_deadline_exceeded(self) -> None:
         self._write_timer = None
@@ -419,42 +282,18 @@ class ClientConnection(asyncio.Protocol):
         self.server.slow_consumers += 1
         self.close(ClosedReason.SLOW_DEADLINE, flush=False)
 
-    # Output
+    # Output (see `OutBuffer`)
 
-    def send(self, data: bytes) -> None:
-        """Queue protocol bytes; they go out with this loop turn's flush."""
-        if not self.out:
-            self.server.mark_dirty(self)
-        self.out.append(data)
+    def _mark_dirty(self) -> None:
+        self.server.mark_dirty(self)
 
-    def flush(self) -> None:
-        out = self.out
-        if not out:
-            return
-        transport = self.transport
-        if self.closed or transport is None:
-            out.clear()
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        transport.write(data)
-        if transport.get_write_buffer_size() > self.max_pending:
-            logger.info("%s - cid:%d - Slow Consumer Detected: MaxPending of %d Exceeded",
-                        self._addr(), self.cid, self.max_pending)
-            self.server.slow_consumers += 1
-            self.close(ClosedReason.SLOW_PENDING, flush=False)
-
-    def _write_now(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+    def _slow_consumer(self) -> None:
+        logger.info("%s - cid:%d - Slow Consumer Detected: MaxPending of %d Exceeded",
+                    self._addr(), self.cid, self.max_pending)
+        self.server.slow_consumers += 1
+        self.close(ClosedReason.SLOW_PENDING, flush=False)
 
     # Closing
-
-    def _fatal(self, err_text: str | None, reason: str) -> None:
-        """Send `-ERR` (if any) after everything queued so far, then close."""
-        if err_text is not None:
-            self.send(protocol.err_line(err_text))
-        self.close(reason)
 
     def close(self, reason: str, flush: bool = True) -> None:
         if self.closed:
@@ -477,25 +316,13 @@ class ClientConnection(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self._ping_timer = self._auth_timer = self._write_timer = None
-        subs = list(self.subs.values())
-        self.subs.clear()
-        for sub in subs:
-            self.server.remove_sub(sub)
-        self.server.forget(self)
+        server = self.server
+        for sub in self.session.take_subscriptions():
+            server.remove_sub(sub)
+        server.forget(self)
         logger.debug("%s - cid:%d - Client connection closed: %s", self._addr(), self.cid, reason)
 
     # Helpers
 
     def _addr(self) -> str:
         return f"{self.host}:{self.port}"
-
-    def _user(self) -> str:
-        return self.identity.name if self.identity else ""
-
-    def pending_bytes(self) -> int:
-        buffered = self.transport.get_write_buffer_size() if self.transport else 0
-        return buffered + sum(len(b) for b in self.out)
-
-
-def _quote(subject: bytes) -> str:
-    return json.dumps(subject.decode("utf-8", "replace"))

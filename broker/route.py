@@ -6,6 +6,7 @@ reconnects with back-off, and propagates local interest (RS+/RS-) so a message c
 only when something there wants it. `RouteConnection` owns one socket: it feeds the sans-IO
 `RouteParser` and looks enough like a client connection (`out`, `send`, `headers`...) for the
 server's delivery path to write RMSG frames to it. Raft frames ride the same connections.
+What routes need of the server is `RouteHost`.
 """
 
 from __future__ import annotations
@@ -15,22 +16,61 @@ import hmac
 import json
 import random
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from broker import routeproto as rp
 from broker.log import logger
-from broker.sublist import Subscription
-
-if TYPE_CHECKING:
-    from broker.server import Server
+from broker.outbuf import OutBuffer
+from broker.sublist import Sublist, Subscription
+from config.options import Options
 
 RECONNECT_MIN = 0.05
 RECONNECT_MAX = 2.0
 HANDSHAKE_TIMEOUT = 5.0
 PING_INTERVAL_MAX = 5.0  # routes carry Raft traffic: a dead peer must be noticed in seconds
 STALE_AFTER = 2.0
+
+
+class RouteHost(Protocol):
+    """What routes need of the server (`broker.server.Server`): its identity and options, the
+    loop, the subscription index peers' interest goes into, delivery of what peers forward, the
+    flush scheduling, and what the handshake tells peers about its clients."""
+
+    @property
+    def options(self) -> Options: ...
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def server_id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def sublist(self) -> Sublist: ...
+
+    def next_client_id(self) -> int: ...
+
+    def route_from_peer(self, subject: bytes, reply: bytes, queue: bytes | None, hdr: int,
+                        payload: bytes) -> None: ...
+
+    def deliver_from_peer(self, target: bytes, subject: bytes, reply: bytes,
+                          queue: bytes | None, hdr: int, payload: bytes) -> None: ...
+
+    def interest_changed(self, pattern: bytes) -> None: ...
+
+    def mark_dirty(self, client: RouteConnection) -> None:
+        """Call `route.flush()` at the end of this loop turn."""
+
+    def client_urls(self) -> list[str]: ...
+
+    def info_version(self) -> str: ...
+
+    def topology_changed(self) -> None: ...
 
 
 def parse_route_url(url: str) -> tuple[str, int, str, str]:
@@ -40,27 +80,25 @@ def parse_route_url(url: str) -> tuple[str, int, str, str]:
         parts.password or ""
 
 
-class RouteConnection(asyncio.Protocol):
+class RouteConnection(OutBuffer, asyncio.Protocol):
     """One route. `out`, `send`, `flush`, `headers`, `echo` and the counters are what the server's
     delivery path uses, exactly as for a client connection."""
 
     is_route = True
 
     def __init__(self, manager: RouteManager, solicited: str = "") -> None:
+        super().__init__()
         self.manager = manager
         self.server = manager.server
         self.solicited = solicited  # the URL we dialled, "" when the peer dialled us
         self.rid = self.server.next_client_id()
         self.rtt = 0.0
         self._ping_sent_at = 0.0
-        self.transport: asyncio.Transport | None = None
         self.parser = rp.RouteParser()
-        self.out: list[bytes] = []
         self.headers = True
         self.echo = True
         self.perms = None
         self.tracks_responses = False
-        self.closed = False
         self.remote_id = ""
         self.remote_name = ""
         self.remote_url = ""  # where the peer's route listener is, for gossip
@@ -88,10 +126,10 @@ class RouteConnection(asyncio.Protocol):
         loop = self.server.loop
         self._handshake_timer = loop.call_later(HANDSHAKE_TIMEOUT, self._handshake_expired)
         if self.solicited:
-            self._write(b"CONNECT " + self.manager.connect_json(self.solicited) + b"\r\n")
-        self._write(b"INFO " + self.manager.info_json() + b"\r\n")
+            self.write_now(b"CONNECT " + self.manager.connect_json(self.solicited) + b"\r\n")
+        self.write_now(b"INFO " + self.manager.info_json() + b"\r\n")
         self._ping_sent_at = time.monotonic()
-        self._write(b"PING\r\n")  # the first PONG measures the round trip for /routez
+        self.write_now(b"PING\r\n")  # the first PONG measures the round trip for /routez
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -216,10 +254,6 @@ class RouteConnection(asyncio.Protocol):
         return [subject.decode() + (" " + queue.decode() if queue else "")
                 for subject, queue in self._subs]
 
-    def pending_bytes(self) -> int:
-        buffered = self.transport.get_write_buffer_size() if self.transport else 0
-        return buffered + sum(len(b) for b in self.out)
-
     def remove_subscription(self, sub: Subscription) -> None:
         """The delivery path's auto-unsubscribe hook; route interest has no message limit."""
 
@@ -244,29 +278,10 @@ class RouteConnection(asyncio.Protocol):
             logger.error("Route %s: handshake timed out", self._label())
             self.close("handshake timeout")
 
-    # Output
+    # Output (see `OutBuffer`; routes have no pending limit)
 
-    def send(self, data: bytes) -> None:
-        if self.closed:
-            return
-        if not self.out:
-            self.server.mark_dirty(self)
-        self.out.append(data)
-
-    def flush(self) -> None:
-        out = self.out
-        if not out:
-            return
-        if self.closed or self.transport is None:
-            out.clear()
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        self.transport.write(data)
-
-    def _write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+    def _mark_dirty(self) -> None:
+        self.server.mark_dirty(self)
 
     def close(self, reason: str, err: bool = False) -> None:
         if self.closed:
@@ -299,7 +314,7 @@ class RouteConnection(asyncio.Protocol):
 
 
 class RouteManager:
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: RouteHost) -> None:
         self.server = server
         opts = server.options.cluster
         self.options = opts
@@ -354,7 +369,7 @@ class RouteManager:
         self._wanted[url] = explicit
         self._spawn(self._dial_loop(url))
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         task = self.server.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
