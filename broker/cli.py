@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import config
-from broker import log
-from broker.log import logger
+from broker import logger as serverlog
+from broker.logger import logger
 from broker.version import PACKAGE_VERSION, RUNTIME, SERVER_VERSION
 from config.options import Options
 
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     if cmd.check_only:
         print(f"broker: configuration file {cmd.config_file or '(none)'} is valid")
         return 0
-    log.configure(options.debug, options.trace, options.log_file, options.logtime,
+    serverlog.configure(options.debug, options.trace, options.log_file, options.logtime,
                   options.logtime_utc)
     return run(options, cmd)
 
@@ -330,7 +330,7 @@ async def _serve(options: Options, cmd: Command) -> None:
                          "for %s", ", ".join(refused))
 
     def reopen_log() -> None:
-        log.configure(server.options.debug, server.options.trace, server.options.log_file,
+        serverlog.configure(server.options.debug, server.options.trace, server.options.log_file,
                       server.options.logtime, server.options.logtime_utc)
         logger.info("File log re-opened")
 

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from broker import protocol
 from broker.auth import Identity, PermissionChecker
-from broker.log import logger
+from broker.logger import logger
 from broker.outbuf import OutBuffer
 from broker.protocol import PUB
 from broker.session import (

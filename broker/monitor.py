@@ -20,7 +20,7 @@ from broker.auth import Authenticator
 from broker.client import ClientConnection
 from broker.jetstream.cluster.jetstream_cluster import JetStreamCluster
 from broker.jetstream.jetstream import JetStream, LocalStream
-from broker.log import logger
+from broker.logger import logger
 from broker.metrics import JetStreamSummary, render_metrics
 from broker.route import RouteManager
 from broker.sublist import Sublist, Subscription

@@ -21,7 +21,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from broker import routeproto as rp
-from broker.log import logger
+from broker.logger import logger
 from broker.outbuf import OutBuffer
 from broker.sublist import Sublist, Subscription
 from config.options import Options

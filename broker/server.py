@@ -31,7 +31,7 @@ from broker.jetstream.api import JetStreamApi
 from broker.jetstream.bus import InterestCallback
 from broker.jetstream.cluster.jetstream_cluster import JetStreamCluster
 from broker.jetstream.jetstream import JetStream
-from broker.log import logger, set_levels
+from broker.logger import logger, set_levels
 from broker.monitor import MonitorServer, connection_info
 from broker.outbuf import Flushable
 from broker.route import RouteManager

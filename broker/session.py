@@ -48,7 +48,7 @@ from typing import Protocol, TypeVar
 
 from broker import protocol
 from broker.auth import Identity, PermissionChecker
-from broker.log import logger, trace, tracing
+from broker.logger import logger, trace, tracing
 from broker.protocol import CONNECT, ERR, FATAL, PING, PONG, PUB, SUB, UNSUB
 from broker.sublist import Subscription
 from common.subjects import is_valid_literal_subject, is_valid_subject

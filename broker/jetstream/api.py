@@ -25,7 +25,7 @@ from broker.jetstream.errors import ApiError
 from broker.jetstream.jetstream import JetStream, LocalStream
 from broker.jetstream.jsondecode import JsonObject, decode, parse_json, unknown_fields_error
 from broker.jetstream.streamconfig import StreamConfig, is_valid_name
-from broker.log import logger
+from broker.logger import logger
 from common.gotime import format_ns, now_ns
 from common.subjects import subjects_collide
 from storage import CorruptRecord, StoredMessage

@@ -38,7 +38,7 @@ from broker.jetstream.consumerstate import (
 )
 from broker.jetstream.jsondecode import JsonObject
 from broker.jetstream.stream import Stream
-from broker.log import logger
+from broker.logger import logger
 from broker.sublist import InternalHandler, Subscription
 from common.gotime import NANOS, format_ns, now_ns, parse_go_duration
 from common.subjects import subject_matches

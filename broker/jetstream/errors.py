@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
-from broker.log import logger
+from broker.logger import logger
 from storage import StoreError, StoreFull
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from broker.log import logger
+from broker.logger import logger
 from storage.store import SyncJob
 
 # Called with None once durable, or with the error that prevented it.

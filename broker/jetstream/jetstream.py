@@ -30,7 +30,7 @@ from broker.jetstream.jsondecode import JsonObject
 from broker.jetstream.plans import check_overlap, known_fields, plan_consumer, plan_stream
 from broker.jetstream.stream import Stream, store_config
 from broker.jetstream.streamconfig import StreamConfig
-from broker.log import logger
+from broker.logger import logger
 from broker.sublist import InternalHandler, Subscription
 from common.gotime import format_ns, now_ns
 from config.options import JetStreamOptions

@@ -27,7 +27,7 @@ from broker.jetstream.dedupe import Dedupe
 from broker.jetstream.errors import ApiError
 from broker.jetstream.jsondecode import JsonObject
 from broker.jetstream.streamconfig import StreamConfig
-from broker.log import logger
+from broker.logger import logger
 from common.gotime import NANOS, format_ns, parse_go_duration
 from storage.store import ALL, MessageStore, StoreConfig, StoredMessage, StoreError, StoreFull
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from broker.jetstream.bus import Bus
-from broker.log import logger
+from broker.logger import logger
 from storage.store import MessageStore, StoredMessage, StoreError
 
 BATCH_BYTES = 1 << 20

@@ -24,7 +24,7 @@ from broker.jetstream.consumer import Consumer
 from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.consumerstate import ACK, ACK_ALL, TERM, ConsumerState
 from broker.jetstream.jetstream import JetStream, LocalStream
-from broker.log import logger
+from broker.logger import logger
 from common.gotime import now_ns
 from raft.driver import RaftDriver
 from raft.messages import Entry, EntryType

@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Callable
 from typing import Protocol
 
-from broker.log import logger
+from broker.logger import logger
 from raft.driver import Application, DriverStopped, RaftDriver
 from raft.log import RaftLog
 from raft.options import RaftConfig

@@ -32,7 +32,7 @@ from broker.jetstream.errors import ApiError
 from broker.jetstream.jetstream import JetStream, LocalStream
 from broker.jetstream.jsondecode import JsonObject
 from broker.jetstream.streamconfig import StreamConfig
-from broker.log import logger
+from broker.logger import logger
 from common.gotime import format_ns, now_ns
 from config.options import ClusterOptions
 from raft.driver import RaftDriver

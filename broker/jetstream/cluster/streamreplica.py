@@ -35,7 +35,7 @@ from broker.jetstream.cluster.meta import StreamAssignment
 from broker.jetstream.errors import ApiError
 from broker.jetstream.jetstream import JetStream, LocalStream
 from broker.jetstream.jsondecode import JsonObject
-from broker.log import logger
+from broker.logger import logger
 from broker.sublist import Subscription
 from common.gotime import now_ns
 from raft.driver import ProposalFailed, RaftDriver
