@@ -27,7 +27,7 @@ from tests.procs import ROOT, ServerProcess
 
 pytestmark = pytest.mark.timeout(600)
 
-LAYERS = ("broker", "config", "raft", "storage")
+LAYERS = ("broker", "common", "config", "raft", "storage")
 DIST = "pynats_broker"
 
 
@@ -55,7 +55,7 @@ def _checkout_files() -> list[str]:
 
 
 def _layer_files(files: list[str]) -> set[str]:
-    """Python modules of the four layers and the example configs: what a wheel must carry."""
+    """Python modules of the five packages and the example configs: what a wheel must carry."""
     wanted = {f for f in files if f.split("/")[0] in LAYERS and f.endswith(".py")}
     wanted |= {f for f in files if f.startswith("config/examples/")}
     return wanted
@@ -72,7 +72,8 @@ def install(tmp_path_factory) -> Install:
 
 def test_sdist_and_wheel_hold_the_whole_tree(install: Install) -> None:
     wanted = _layer_files(_checkout_files())
-    assert "broker/jetstream/engine.py" in wanted, "the walk of the checkout found no subpackages"
+    assert "broker/jetstream/cluster/streamreplica.py" in wanted, \
+        "the walk of the checkout found no subpackages"
     with tarfile.open(install.sdist) as tar:
         root = tar.getnames()[0].split("/")[0]
         in_sdist = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
