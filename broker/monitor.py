@@ -27,6 +27,7 @@ from broker.sublist import Sublist, Subscription
 from broker.version import PROTO, RUNTIME, SERVER_VERSION
 from common.gotime import ZERO_TIME, format_ns
 from common.gotime import format_duration as go_duration
+from common.subjects import subject_text
 from config.options import Options
 
 MAX_REQUEST_HEAD = 16 * 1024
@@ -452,7 +453,7 @@ def connection_info(c: ClientConnection, subs: str = "") -> dict[str, Any]:
         info["stop"] = rfc3339(c.stop)
         info["reason"] = c.close_reason
     if subs in ("1", "true"):
-        info["subscriptions_list"] = [sub.subject.decode() for sub in c.subs.values()]
+        info["subscriptions_list"] = [subject_text(sub.subject) for sub in c.subs.values()]
     elif subs == "detail":
         info["subscriptions_list_detail"] = [_sub_info(sub) for sub in c.subs.values()]
     return info
@@ -463,10 +464,11 @@ def closed_connection_info(c: ClientConnection) -> dict[str, Any]:
 
 
 def _sub_info(sub: Subscription) -> dict[str, Any]:
-    info = {"subject": sub.subject.decode(), "sid": sub.sid.decode(), "msgs": sub.delivered,
+    info = {"subject": subject_text(sub.subject), "sid": subject_text(sub.sid),
+            "msgs": sub.delivered,
             "cid": sub.client.cid if sub.client is not None else 0}
     if sub.queue is not None:
-        info["qgroup"] = sub.queue.decode()
+        info["qgroup"] = subject_text(sub.queue)
     if sub.max:
         info["max"] = sub.max
     return info

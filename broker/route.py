@@ -24,6 +24,7 @@ from broker import routeproto as rp
 from broker.logger import logger
 from broker.outbuf import OutBuffer
 from broker.sublist import Sublist, Subscription
+from common.subjects import subject_text
 from config.options import Options
 
 RECONNECT_MIN = 0.05
@@ -251,7 +252,7 @@ class RouteConnection(OutBuffer, asyncio.Protocol):
 
     def interest(self) -> list[str]:
         """The peer's interest, as /routez lists it."""
-        return [subject.decode() + (" " + queue.decode() if queue else "")
+        return [subject_text(subject) + (" " + subject_text(queue) if queue else "")
                 for subject, queue in self._subs]
 
     def remove_subscription(self, sub: Subscription) -> None:

@@ -68,7 +68,7 @@ class RouteParser:
             if op in _PAYLOAD_OPS:
                 parsed = _payload_op(op, rest.split())
                 if parsed is None:
-                    return self._fatal(events, f"malformed {op.decode()}")
+                    return self._fatal(events, f"malformed {op.decode('utf-8', 'replace')}")
                 size, event_head = parsed
                 if size > self.max_payload:
                     return self._fatal(events, "maximum payload exceeded")

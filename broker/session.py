@@ -51,7 +51,7 @@ from broker.auth import Identity, PermissionChecker
 from broker.logger import logger, trace, tracing
 from broker.protocol import CONNECT, ERR, FATAL, PING, PONG, PUB, SUB, UNSUB
 from broker.sublist import Subscription
-from common.subjects import is_valid_literal_subject, is_valid_subject
+from common.subjects import is_valid_literal_subject, is_valid_subject, subject_text
 from config.options import Options
 
 _T = TypeVar("_T")
@@ -426,7 +426,7 @@ class ClientSession:
         if queue is not None:
             text += f" using queue {_quote(queue)}"
         logger.error("%s - cid:%d - Subscription Violation - %s, Subject %s, SID %s",
-                     self.addr, self.cid, self._user(), _quote(subject), sid.decode())
+                     self.addr, self.cid, self._user(), _quote(subject), subject_text(sid))
         out.append((SEND, protocol.err_line(text)))
 
     def _unsubscribe(self, sid: bytes, max_msgs: int | None, out: list[tuple]) -> None:

@@ -38,6 +38,13 @@ def is_valid_literal_subject(subject: bytes) -> bool:
     return all(token not in (PWC, FWC) for token in subject.split(b"."))
 
 
+def subject_text(subject: bytes) -> str:
+    """A subject off the wire as text. The protocol promises no encoding, and nats-server routes
+    and stores any bytes: invalid UTF-8 becomes U+FFFD here, which is how nats-server's JSON
+    shows such a subject. Decode subjects with this, never with a bare `.decode()`."""
+    return subject.decode("utf-8", "replace")
+
+
 def _syntax(subject: str | bytes) -> tuple[str, str, str] | tuple[bytes, bytes, bytes]:
     """(separator, one-token wildcard, tail wildcard) in the subject's own type."""
     return (".", "*", ">") if isinstance(subject, str) else (b".", PWC, FWC)

@@ -27,7 +27,7 @@ from broker.jetstream.jsondecode import JsonObject, decode, parse_json, unknown_
 from broker.jetstream.streamconfig import StreamConfig, is_valid_name
 from broker.logger import logger
 from common.gotime import format_ns, now_ns
-from common.subjects import subjects_collide
+from common.subjects import subject_text, subjects_collide
 from storage import CorruptRecord, StoredMessage
 
 TYPE_PREFIX = "io.nats.jetstream.api.v1."
@@ -107,7 +107,7 @@ class JetStreamApi:
         def on_request(subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
             if not reply:
                 return  # nats-server ignores API requests nobody waits for
-            tokens = subject.decode().split(".")[skip:]
+            tokens = subject_text(subject).split(".")[skip:]
             body = payload[hdr:] if hdr > 0 else payload
             if self.cluster is None:
                 self._dispatch(kind, handler, tokens, reply, body)
@@ -450,7 +450,7 @@ class JetStreamApi:
         def on_request(subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
             if not reply:
                 return
-            tokens = subject.decode().split(".")
+            tokens = subject_text(subject).split(".")
             body = payload[hdr:] if hdr > 0 else payload
             self._direct_get(stream, tokens[prefix_tokens:], reply, body)
         return on_request

@@ -904,7 +904,7 @@ def _nak_delay(arg: bytes) -> int:
     try:
         if arg.startswith(b"{"):
             return max(int(json.loads(arg).get("delay", 0)), 0)
-        return max(parse_go_duration(arg.decode()), 0)
+        return max(parse_go_duration(arg.decode("utf-8", "replace")), 0)
     except (ValueError, TypeError, AttributeError):
         return 0
 

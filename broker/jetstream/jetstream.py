@@ -33,6 +33,7 @@ from broker.jetstream.streamconfig import StreamConfig
 from broker.logger import logger
 from broker.sublist import InternalHandler, Subscription
 from common.gotime import format_ns, now_ns
+from common.subjects import subject_text
 from config.options import JetStreamOptions
 from storage import FileStore, MemoryStore, MessageStore, StoreError, durable
 from storage.durable import read_checked, write_checked
@@ -438,7 +439,7 @@ class JetStream:
         except ApiError as exc:
             stream.refuse(reply, exc)
             return
-        published = stream.store_publish(subject.decode(), header, data, now_ns(), reply)
+        published = stream.store_publish(subject_text(subject), header, data, now_ns(), reply)
         if published is None:
             return
         if self.commit.lazy:  # sync_interval: acknowledge before the data is on disk

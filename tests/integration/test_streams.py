@@ -329,3 +329,25 @@ async def test_account_storage_limit_refuses_publishes(start_broker, tmp_path):
         await nc.jsm().add_stream(name="BIG", subjects=["big"], max_bytes=1 << 20)
     assert err.value.err_code == 10047
     await nc.close()
+
+
+async def test_a_subject_that_is_not_utf8_is_stored_as_nats_server_stores_it(js_broker):
+    """nats-server routes and stores any subject bytes; its JSON shows invalid UTF-8 as U+FFFD
+    (checked against 2.9.10 and 2.15.1). Once this raised in our ingest: no PubAck, a traceback."""
+    server, nc, js = js_broker
+    await js.add_stream(name="ALL", subjects=["x.>"])
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    await reader.readline()  # INFO
+    writer.write(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _R.> 1\r\n'
+                 b"PUB x.\xff\xfe _R.1 2\r\nhi\r\nPUB x.ok _R.2 2\r\nok\r\nPING\r\n")
+    await writer.drain()
+    acks = []
+    while len(acks) < 2:
+        line = await asyncio.wait_for(reader.readline(), 5)
+        if line.startswith(b"MSG _R."):
+            acks.append(json.loads(await reader.readline()))
+    writer.close()
+    assert sorted(a["seq"] for a in acks) == [1, 2]
+    reply = await raw_api(nc, "$JS.API.STREAM.MSG.GET.ALL", {"seq": 1})
+    assert reply["message"]["subject"] == "x.\ufffd\ufffd"
+    assert "Traceback" not in server.log()

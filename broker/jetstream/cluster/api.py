@@ -33,7 +33,7 @@ from broker.jetstream.jsondecode import JsonObject
 from broker.jetstream.plans import check_overlap, plan_consumer, plan_stream
 from broker.jetstream.streamconfig import StreamConfig
 from common.gotime import now_ns
-from common.subjects import subjects_collide
+from common.subjects import subject_text, subjects_collide
 
 META, STREAM, CONSUMER = "meta", "stream", "consumer"
 
@@ -215,7 +215,7 @@ class ClusterApi:
     async def _propose(self, build: Callable[..., bytes], reply: bytes) -> meta.Change:
         """Propose the op `build(**extra)` makes; the change it made once applied here."""
         op_id = _op_id()
-        op = build(id=op_id, reply=reply.decode(), ts=now_ns())
+        op = build(id=op_id, reply=subject_text(reply), ts=now_ns())
         return await self.cluster.propose_meta(op, op_id)
 
     async def stream_update(self, tokens: list[str], request: JsonObject, body: bytes,
@@ -449,14 +449,14 @@ class ClusterApi:
             self._requests.pop(token, None)
 
     def _on_reply(self, subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
-        token = subject.rsplit(b".", 1)[-1].decode()
+        token = subject_text(subject.rsplit(b".", 1)[-1])
         future = self._requests.get(token)
         if future is not None and not future.done():
             future.set_result(payload)
 
     def _on_stream_info_request(self, subject: bytes, reply: bytes, hdr: int,
                                 payload: bytes) -> None:
-        name = subject.decode().split(".", 2)[2]
+        name = subject_text(subject).split(".", 2)[2]
         if not reply or not self.cluster.leads_stream(name):
             return
         stream = self.js.streams.get(name)
@@ -466,7 +466,7 @@ class ClusterApi:
 
     def _on_consumer_info_request(self, subject: bytes, reply: bytes, hdr: int,
                                   payload: bytes) -> None:
-        _, _, stream_name, name = subject.decode().split(".", 3)
+        _, _, stream_name, name = subject_text(subject).split(".", 3)
         if not reply or not self.cluster.leads_consumer(stream_name, name):
             return
         stream = self.js.streams.get(stream_name)

@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from broker.jetstream.bus import Bus
 from broker.logger import logger
+from common.subjects import subject_text
 from storage.store import MessageStore, StoredMessage, StoreError
 
 BATCH_BYTES = 1 << 20
@@ -76,7 +77,7 @@ def decode_batch(data: bytes) -> tuple[int, list[Copied]]:
     for _ in range(count):
         seq, ts, slen, hlen, dlen = _MSG.unpack_from(data, offset)
         offset += _MSG.size
-        subj = data[offset:offset + slen].decode()
+        subj = subject_text(data[offset:offset + slen])
         offset += slen
         hdr = data[offset:offset + hlen]
         offset += hlen

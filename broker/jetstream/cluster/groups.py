@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from broker.logger import logger
+from common.subjects import subject_text
 from raft.driver import Application, DriverStopped, RaftDriver
 from raft.log import RaftLog
 from raft.options import RaftConfig
@@ -131,7 +132,7 @@ class RaftGroups:
         return send
 
     def _receive(self, peer: str, group: bytes, frame: bytes) -> None:
-        driver = self.drivers.get(group.decode())
+        driver = self.drivers.get(subject_text(group))
         if driver is None:
             self.unknown_frames += 1
             return
