@@ -19,7 +19,7 @@ import config
 from broker import logger as serverlog
 from broker.logger import logger
 from broker.version import PACKAGE_VERSION, RUNTIME, SERVER_VERSION
-from config.options import Options
+from config.options import Options, TLSOptions
 
 USAGE = """\
 Usage: broker [options]
@@ -207,12 +207,15 @@ _define("cluster_advertise", True, _set("cluster.advertise"))
 _define("no_advertise", False, _flag("cluster.no_advertise"))
 _define("connect_retries", True, _set("cluster.connect_retries", int))
 _define("profile", True, _ignored)
-_define("ms https_port tls tlsverify tlscert tlskey tlscacert", True, _unsupported("TLS"))
+_define("ms https_port", True, _unsupported("HTTPS monitoring"))
+_define("tlscert", True, _set("tls.cert_file"))
+_define("tlskey", True, _set("tls.key_file"))
+_define("tlscacert", True, _set("tls.ca_file"))
 _define("h help", False, _action("show_help"))
 _define("help_tls", False, _action("show_help"))
 _define("v version", False, _action("show_version"))
-FLAGS["tls"] = (False, _unsupported("TLS"))
-FLAGS["tlsverify"] = (False, _unsupported("TLS"))
+FLAGS["tls"] = (False, _flag("tls.enabled"))
+FLAGS["tlsverify"] = (False, _flag("tls.verify"))
 
 
 def parse_args(argv: list[str]) -> Command:
@@ -241,13 +244,30 @@ def build_options(cmd: Command) -> Options:
     """Options from the config file (if any) with the command line's overrides on top."""
     options = config.load(cmd.config_file) if cmd.config_file else Options()
     options.config_file = cmd.config_file
-    for path, value in cmd.overrides.items():
+    overrides = dict(cmd.overrides)
+    if any(path.startswith("tls.") for path in overrides):
+        _tls_from_flags(options, overrides)
+    for path, value in overrides.items():
         target: Any = options
         *parents, leaf = path.split(".")
         for parent in parents:
             target = getattr(target, parent)
         setattr(target, leaf, value)
     return options
+
+
+def _tls_from_flags(options: Options, overrides: dict[str, Any]) -> None:
+    """`--tls`, `--tlsverify`, `--tlscert`, `--tlskey`, `--tlscacert`: TLS on the client port,
+    on top of a config file's `tls { }` if it has one (nats-server's overrideTLS)."""
+    overrides.pop("tls.enabled", None)  # any TLS flag turns it on
+    tls = options.tls or TLSOptions()
+    for path in [p for p in overrides if p.startswith("tls.")]:
+        setattr(tls, path.removeprefix("tls."), overrides.pop(path))
+    if not tls.cert_file:
+        raise UsageError("TLS Server certificate must be present and valid")
+    if not tls.key_file:
+        raise UsageError("TLS Server private key must be present and valid")
+    options.tls = tls
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 from typing import Protocol
 
@@ -33,6 +34,8 @@ from broker.session import (
     SessionHost,
 )
 from broker.sublist import Subscription
+from broker.tls import CLOSED_REASON as TLS_HANDSHAKE_FAILURE
+from broker.tls import NotTLS, ServerTLS, handshake_failure
 
 __all__ = ["CLIENT_PROTO_INFO", "ClientConnection", "ClientHost", "ClosedReason"]
 
@@ -47,6 +50,7 @@ class ClientHost(SessionHost, Protocol):
 
     slow_consumers: int
     stale_connections: int
+    client_tls: ServerTLS | None  # TLS on the client port, when configured
 
     def next_client_id(self) -> int: ...
 
@@ -101,6 +105,7 @@ class ClientConnection(OutBuffer, asyncio.Protocol):
         self._ping_timer: asyncio.TimerHandle | None = None
         self._auth_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
+        self._handshake: asyncio.Task[None] | None = None
 
     # What the server and the monitor read of the session (see also NEGOTIATED).
 
@@ -146,21 +151,75 @@ class ClientConnection(OutBuffer, asyncio.Protocol):
         session.addr = self._addr()
         server = self.server
         admitted = server.admit(self)
+        tls = server.client_tls
+        if tls is not None and not tls.handshake_first and admitted:
+            # INFO (which tells the client TLS is required) and the switch to TLS happen in one
+            # step of `_start_tls`, so nothing after INFO is read in the clear. (uvloop starts
+            # reading after connection_made, so pausing here would not hold.)
+            logger.debug("%s - cid:%d - Client connection created", self._addr(), self.cid)
+            self._handshake = server.loop.create_task(self._start_tls(tls))
+            return
         self.write_now(protocol.info_line(server.client_info_json(self)))
         if not admitted:
             self.write_now(protocol.err_line("maximum connections exceeded"))
             self.close(ClosedReason.MAX_CONNECTIONS)
             return
-        loop = server.loop
+        self._start_session()
+        logger.debug("%s - cid:%d - Client connection created", self._addr(), self.cid)
+
+    async def _start_tls(self, tls: ServerTLS) -> None:
+        """INFO, then the server side of the TLS handshake within `tls.timeout`; then the
+        session starts. (With handshake_first the listener itself runs the handshake.)"""
+        plain = self.transport
+        assert plain is not None
+        self.write_now(protocol.info_line(self.server.client_info_json(self)))
+        logger.debug("%s - cid:%d - Starting TLS client connection handshake", self._addr(),
+                     self.cid)
+        try:
+            # Swaps the transport's protocol before it yields: what the client sends next
+            # goes to the handshake.
+            secure = await self.server.loop.start_tls(
+                plain, self, tls.context, server_side=True, ssl_handshake_timeout=tls.timeout)
+        except (OSError, ssl.SSLError, TimeoutError, EOFError) as exc:
+            self._handshake = None
+            if isinstance(exc, ConnectionAbortedError) and "longer than" in str(exc):
+                exc = TimeoutError()  # asyncio's words for the handshake timeout
+            self._handshake_failed(exc)
+            return
+        self._handshake = None
+        if self.closed or secure is None:
+            if secure is not None:
+                secure.abort()
+            return
+        self.transport = secure
+        cipher = secure.get_extra_info("cipher") or ("", "", 0)
+        logger.debug("%s - cid:%d - TLS handshake complete", self._addr(), self.cid)
+        logger.debug("%s - cid:%d - TLS version %s, cipher suite %s", self._addr(), self.cid,
+                     cipher[1], cipher[0])
+        self._start_session()
+
+    def _handshake_failed(self, exc: BaseException) -> None:
+        level, text = handshake_failure(exc)
+        logger.log(level, "%s - cid:%d - %s", self._addr(), self.cid, text)
+        self.close(TLS_HANDSHAKE_FAILURE, flush=False)
+
+    def _start_session(self) -> None:
+        """The connection is ready for the protocol: start the session's timers."""
+        session = self.session
+        loop = self.server.loop
         auth_deadline = session.auth_deadline()
         if auth_deadline is not None:
             self._auth_timer = loop.call_later(auth_deadline, self._auth_timeout)
         self._ping_timer = loop.call_later(session.first_ping_delay(random.random()),
                                            self._ping_tick)
-        logger.debug("%s - cid:%d - Client connection created", self._addr(), self.cid)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
+            return
+        if self._handshake is not None:  # bytes in the clear before INFO: not a TLS client
+            self._handshake.cancel()
+            self._handshake = None
+            self._handshake_failed(NotTLS())
             return
         session = self.session
         self._process(session.receive(data))
@@ -315,6 +374,9 @@ class ClientConnection(OutBuffer, asyncio.Protocol):
         for timer in (self._ping_timer, self._auth_timer, self._write_timer):
             if timer is not None:
                 timer.cancel()
+        if self._handshake is not None:
+            self._handshake.cancel()
+            self._handshake = None
         self._ping_timer = self._auth_timer = self._write_timer = None
         server = self.server
         for sub in self.session.take_subscriptions():
@@ -323,6 +385,16 @@ class ClientConnection(OutBuffer, asyncio.Protocol):
         logger.debug("%s - cid:%d - Client connection closed: %s", self._addr(), self.cid, reason)
 
     # Helpers
+
+    def tls_state(self) -> tuple[str, str] | None:
+        """(version, cipher suite) of a TLS connection, as /connz shows them: "1.3", and the
+        suite's OpenSSL name (Go's for TLS 1.3 suites, which share the IANA names)."""
+        if self.transport is None:
+            return None
+        cipher = self.transport.get_extra_info("cipher")
+        if not cipher:
+            return None
+        return str(cipher[1]).removeprefix("TLSv"), str(cipher[0])
 
     def _addr(self) -> str:
         return f"{self.host}:{self.port}"

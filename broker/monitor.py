@@ -28,7 +28,7 @@ from broker.version import PROTO, RUNTIME, SERVER_VERSION
 from common.gotime import ZERO_TIME, format_ns
 from common.gotime import format_duration as go_duration
 from common.subjects import subject_text
-from config.options import Options
+from config.options import DEFAULT_TLS_TIMEOUT, Options
 
 MAX_REQUEST_HEAD = 16 * 1024
 PROMETHEUS_TEXT = "text/plain; version=0.0.4"
@@ -194,7 +194,7 @@ class MonitorServer:
             "mqtt": {},
             "websocket": {},
             "jetstream": self._jetstream_varz(),
-            "tls_timeout": 2,
+            "tls_timeout": opts.tls.timeout if opts.tls is not None else DEFAULT_TLS_TIMEOUT,
             "write_deadline": int(opts.write_deadline * 1e9),
             "start": rfc3339(s.start_time),
             "now": rfc3339(now),
@@ -221,6 +221,10 @@ class MonitorServer:
             "metadata": opts.server_metadata,
             "lame_duck_mode": s.lame_duck_mode,
         }
+        if opts.tls is not None:  # nats-server omits both when false
+            body["tls_required"] = True
+            if opts.tls.verify:
+                body["tls_verify"] = True
         return 200, body
 
     def _cluster_varz(self) -> dict[str, Any]:
@@ -447,6 +451,9 @@ def connection_info(c: ClientConnection, subs: str = "") -> dict[str, Any]:
         "lang": c.lang,
         "version": c.version,
     }
+    tls = c.tls_state() if not c.closed else None
+    if tls is not None:
+        info["tls_version"], info["tls_cipher_suite"] = tls
     if c.identity is not None and c.identity.name:
         info["authorized_user"] = c.identity.name
     if c.closed:

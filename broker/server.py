@@ -36,6 +36,7 @@ from broker.monitor import MonitorServer, connection_info
 from broker.outbuf import Flushable
 from broker.route import RouteManager
 from broker.sublist import InternalHandler, MatchResult, Sublist, Subscription, msg_start
+from broker.tls import ServerTLS, TLSConfigError, server_tls
 from broker.version import PROTO, RUNTIME, SERVER_VERSION
 from common.subjects import subject_matches
 from config.options import RANDOM_PORT, Options
@@ -83,6 +84,7 @@ class Server:
         self._lookup = self.sublist.cached
         self.auth = Authenticator(options)
         self.headers_supported = not options.no_header_support
+        self.client_tls: ServerTLS | None = None  # built at start, from options.tls
         self.clients: dict[int, ClientConnection] = {}
         self.closed_clients: deque[dict[str, Any]] = deque(maxlen=MAX_CLOSED_CLIENTS)
         self.start_time = time.time()
@@ -129,9 +131,19 @@ class Server:
         problem = startup_problem(opts)
         if problem:
             raise StartupError(problem)
+        if opts.tls is not None:
+            try:
+                self.client_tls = server_tls(opts.tls)
+            except TLSConfigError as exc:
+                raise StartupError(str(exc)) from None
         port = 0 if opts.port == RANDOM_PORT else opts.port
+        # handshake_first: the listener runs the handshake before the connection exists (then
+        # INFO); otherwise each connection switches to TLS after INFO (ClientConnection).
+        first = self.client_tls if self.client_tls and self.client_tls.handshake_first else None
         self._listener = await self.loop.create_server(
-            lambda: ClientConnection(self), opts.host, port, reuse_address=True, backlog=1024)
+            lambda: ClientConnection(self), opts.host, port, reuse_address=True, backlog=1024,
+            ssl=first.context if first else None,
+            ssl_handshake_timeout=first.timeout if first else None)
         self.client_port = self._listener.sockets[0].getsockname()[1]
         self._info_base = self._build_info_base()
         logger.info("Starting nats-server")
@@ -146,6 +158,8 @@ class Server:
             await self._start_monitor()
         logger.info("Listening for client connections on %s",
                     _hostport(opts.host, self.client_port))
+        if self.client_tls is not None:
+            logger.info("TLS required for client connections")
         self._write_process_files()
         self.ready = True
         logger.info("Server is ready")
@@ -401,6 +415,10 @@ class Server:
         }
         if self.auth.required:
             info["auth_required"] = True
+        if self.options.tls is not None:
+            info["tls_required"] = True
+            if self.options.tls.verify:
+                info["tls_verify"] = True
         if self.jetstream_ready():
             info["jetstream"] = True
         if self.lame_duck_mode:

@@ -104,6 +104,7 @@ class ClosedReason:
     NO_RESPONDERS_HEADERS = "No Responders Requires Headers"
     LAME_DUCK = "Lame Duck Mode"
     WRITE_ERROR = "Write Error"
+    TLS_HANDSHAKE = "TLS Handshake Failure"
 
     FROM_PARSER = {"parse": PARSE_ERROR, "max_payload": MAX_PAYLOAD,
                    "max_control_line": MAX_CONTROL_LINE}

@@ -27,6 +27,7 @@ from config.table import (
     Key,
     Section,
 )
+from config.tls import apply_tls
 from config.units import format_duration
 from config.values import Field, no_spaces
 
@@ -139,6 +140,7 @@ TOP_LEVEL = Section(
         Key("no_auth_user", STRING, "no_auth_user"),
         # Blocks.
         Key("cluster", block=CLUSTER, into="cluster"),
+        Key("tls", apply=apply_tls),
         Key("jetstream", apply=apply_jetstream),
         # Settable here and in `jetstream { }`, but only once (nats-server's rule).
         Key("store_dir", STRING, "jetstream.store_dir", aliases=("storedir",), once=True),

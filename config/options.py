@@ -40,6 +40,22 @@ class User:
     permissions: Permissions | None = None
 
 
+DEFAULT_TLS_TIMEOUT = 2.0  # seconds a TLS handshake may take (nats-server's TLS_TIMEOUT)
+
+
+@dataclass
+class TLSOptions:
+    """A `tls { }` block: the client port's TLS (`--tls*` on the command line)."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""  # trusted for client certificates (and instead of the system's)
+    verify: bool = False  # require and verify a client certificate
+    timeout: float = DEFAULT_TLS_TIMEOUT
+    handshake_first: bool = False  # TLS before INFO (clients must ask for it too)
+    min_version: str = ""  # "1.2" or "1.3"; "" is 1.2, as nats-server
+
+
 @dataclass
 class ClusterOptions:
     """The `cluster { }` block: the route listener and the peers to solicit."""
@@ -138,5 +154,6 @@ class Options:
     no_header_support: bool = False
     disable_sublist_cache: bool = False
 
+    tls: TLSOptions | None = None  # None: plain connections only
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
     jetstream: JetStreamOptions = field(default_factory=JetStreamOptions)

@@ -7,7 +7,9 @@ starting. An empty reason prints no detail.
 
 from __future__ import annotations
 
-NO_TLS = "TLS is not implemented; terminate TLS in a proxy in front of the server"
+NO_TLS = "TLS is implemented on the client port only (a top-level tls { } block)"
+_NO_OCSP = "OCSP stapling and peer checks are not implemented"
+_NO_TLS_OPTION = "this TLS option is not implemented"
 NO_JWT = "operator/JWT (decentralized) authentication is not implemented"
 NO_ACCOUNTS = "there is a single account; multi-account setups are not implemented"
 NO_ENCRYPTION = "JetStream encryption at rest is not implemented"
@@ -19,12 +21,12 @@ _NO_HTTPS = f"HTTPS monitoring needs TLS. {NO_TLS}"
 _PLAIN_CLIENTS_ONLY = "only plain NATS client connections exist here"
 
 TOP_LEVEL: dict[str, str] = {
-    "tls": NO_TLS,
     "https": _NO_HTTPS,
     "https_port": _NO_HTTPS,
-    "allow_non_tls": NO_TLS,
-    "ocsp": NO_TLS,
-    "ocsp_cache": NO_TLS,
+    "allow_non_tls": "clients must use TLS when it is configured (the mixed mode is not "
+                     "implemented)",
+    "ocsp": _NO_OCSP,
+    "ocsp_cache": _NO_OCSP,
     "leafnodes": _NO_LEAF,
     "leaf": _NO_LEAF,
     "gateway": "gateways (super-clusters) are not implemented",
@@ -81,6 +83,28 @@ USER: dict[str, str] = {
     "clients": _PLAIN_CLIENTS_ONLY,
     "proxy_required": "",
     "account": NO_ACCOUNTS,
+}
+
+# Keys of nats-server's tls { } block we do not implement.
+TLS: dict[str, str] = {
+    "verify_and_map": "mapping certificate subjects to users is not implemented",
+    "verify_cert_and_check_known_urls": "mapping certificate subjects to users is not "
+                                        "implemented",
+    "insecure": "skipping certificate verification is not implemented",
+    "cipher_suites": "Go cipher suite names are not mapped to OpenSSL's; the defaults of "
+                     "Python's ssl module are used",
+    "allow_insecure_cipher_suites": _NO_TLS_OPTION,
+    "curve_preferences": _NO_TLS_OPTION,
+    "connection_rate_limit": _NO_TLS_OPTION,
+    "pinned_certs": _NO_TLS_OPTION,
+    "cert_store": "the Windows certificate store does not exist here",
+    "cert_match_by": "the Windows certificate store does not exist here",
+    "cert_match": "the Windows certificate store does not exist here",
+    "ca_certs_match": "the Windows certificate store does not exist here",
+    "cert_match_skip_invalid": "the Windows certificate store does not exist here",
+    "ocsp_peer": _NO_OCSP,
+    "certs": "several certificates (SNI) are not implemented",
+    "certificates": "several certificates (SNI) are not implemented",
 }
 
 CLUSTER: dict[str, str] = {

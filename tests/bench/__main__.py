@@ -11,7 +11,7 @@ import json
 import shutil
 import tempfile
 
-from tests.bench import cluster, core, jetstream, metrics
+from tests.bench import cluster, core, jetstream, metrics, tls
 from tests.procs import cleanup, start_server
 
 # name -> (needs JetStream, run(server, args, store_dir))
@@ -38,7 +38,8 @@ def main() -> None:
     parser.add_argument("--r3-count", type=int, default=200_000, help="R3 publishes")
     parser.add_argument("--metrics-streams", type=int, default=1000,
                         help="streams (each with a consumer) behind a /metrics scrape")
-    parser.add_argument("--only", choices=sorted([*BENCHES, *cluster.BENCHES]), action="append")
+    parser.add_argument("--only", choices=sorted([*BENCHES, *cluster.BENCHES, "tls_cost"]),
+                        action="append")
     args = parser.parse_args()
     impls = ["broker", "nats-server"] if args.impl == "both" else [args.impl]
     if "nats-server" in impls and shutil.which("nats-server") is None:
@@ -65,6 +66,11 @@ def main() -> None:
         for name in args.only or list(cluster.BENCHES):
             if name in cluster.BENCHES:
                 results.setdefault(name, {})[impl] = cluster.run(impl, name, args.r3_count)
+        if not args.only or "tls_cost" in args.only:
+            # Plain and TLS servers side by side: what TLS on the client port costs.
+            result = tls.tls_cost(impl)
+            print(f"{impl}: tls_cost: {json.dumps(result)}", flush=True)
+            results.setdefault("tls_cost", {})[impl] = result
     shutil.rmtree(scratch, ignore_errors=True)
     print("\nsummary")
     print(json.dumps(results, indent=2))

@@ -611,7 +611,9 @@ def test_variable_used_inside_a_block_is_not_an_unknown_key(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     "key",
     [
-        "tls { cert_file: x }",
+        "tls { verify_and_map: true }",
+        "tls { cipher_suites: [TLS_AES_128_GCM_SHA256] }",
+        "allow_non_tls: true",
         "leafnodes { port: 7422 }",
         "leaf { port: 7422 }",
         "gateway { name: g }",
@@ -640,10 +642,43 @@ def test_known_but_unsupported_keys_are_refused_by_name(tmp_path: Path, key: str
     assert f"{name} is not supported by this server" in str(error)
 
 
-def test_tls_refusal_message(tmp_path: Path) -> None:
-    error = load_error(tmp_path, "tls {\n  cert_file: server.pem\n}\n")
-    path = tmp_path / "test.conf"
-    assert str(error).startswith(f"{path}:1:1: tls: tls is not supported by this server: TLS")
+def test_tls_block(tmp_path: Path) -> None:
+    for name in ("server.pem", "server-key.pem", "ca.pem"):
+        (tmp_path / name).write_text("PEM")
+    options = load_text(tmp_path, f"""
+        tls {{
+          cert_file: "{tmp_path}/server.pem"
+          key_file: "{tmp_path}/server-key.pem"
+          ca_file: "{tmp_path}/ca.pem"
+          verify: true
+          timeout: "500ms"
+          handshake_first: true
+          min_version: "1.3"
+        }}""")
+    assert options.tls is not None
+    assert (options.tls.cert_file, options.tls.ca_file) == (f"{tmp_path}/server.pem",
+                                                           f"{tmp_path}/ca.pem")
+    assert (options.tls.verify, options.tls.timeout, options.tls.handshake_first,
+            options.tls.min_version) == (True, 0.5, True, "1.3")
+    assert load_text(tmp_path, "port: 4222").tls is None
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ('tls { cert_file: "{d}/c.pem" }', "missing 'key_file' in TLS configuration"),
+    ('tls { cert_file: "{d}/nope.pem", key_file: "{d}/c.pem" }',
+     "error opening cert_file"),
+    ('tls { cert_file: "{d}/c.pem", key_file: "{d}/c.pem", min_version: "1.0" }',
+     "unsupported TLS version"),
+    ('tls { cert_file: "{d}/c.pem", key_file: "{d}/c.pem", handshake_first: "300ms" }',
+     "handshake_first '300ms' is not supported"),
+    ('tls { cert_file: "{d}/c.pem", key_file: "{d}/c.pem", timeout: [1] }',
+     "'timeout' wrong type"),
+])
+def test_bad_tls_blocks_are_refused_with_their_line(tmp_path: Path, text: str,
+                                                    fragment: str) -> None:
+    (tmp_path / "c.pem").write_text("PEM")
+    error = load_error(tmp_path, "port: 4222\n" + text.replace("{d}", str(tmp_path)) + "\n")
+    assert error.line == 2 and fragment in str(error), str(error)
 
 
 @pytest.mark.parametrize(
