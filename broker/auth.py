@@ -1,17 +1,27 @@
 """Who may connect, and what they may publish and subscribe to.
 
 Built from `Options`: a single user/password, a token, or a `users` list (with `no_auth_user` for
-clients that send no credentials). Permissions are allow/deny subject lists, checked per subject
-with a small cache because a publisher usually reuses few subjects.
+clients that send no credentials). A user of the list may be an nkey instead of a name and a
+password: the server puts a random nonce in each connection's INFO, and the client's CONNECT
+carries its public nkey and the nonce signed with the key's seed (ed25519, verified with PyNaCl).
+Permissions are allow/deny subject lists, checked per subject with a small cache because a
+publisher usually reuses few subjects.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import nacl.exceptions
+import nacl.signing
+
+from common.nkeys import USER, decode_public
 from common.subjects import subject_matches
 from config.options import Options, Permissions
 
@@ -29,20 +39,33 @@ class Authenticator:
         self.token = options.authorization
         self.username = options.username
         self.password = options.password
-        self.users = {u.user: u for u in options.users}
+        self.users = {u.user: u for u in options.users if not u.nkey}
+        self.nkeys = {u.nkey: u for u in options.users if u.nkey}
         self.no_auth_user = options.no_auth_user
         self.timeout = options.auth_timeout
 
     @property
     def required(self) -> bool:
-        return bool(self.token or self.username or self.users)
+        return bool(self.token or self.username or self.users or self.nkeys)
 
-    def authenticate(self, connect: dict) -> Identity | None:
-        """The identity for these CONNECT credentials, or None if they are refused."""
+    @property
+    def nonce_required(self) -> bool:
+        """Whether INFO carries a nonce for nkey users to sign."""
+        return bool(self.nkeys)
+
+    def authenticate(self, connect: dict, nonce: str = "") -> Identity | None:
+        """The identity for these CONNECT credentials, or None if they are refused. `nonce`:
+        the one this connection's INFO carried (what an nkey user signs)."""
         if not self.required:
             return Identity()
         if self.token:
             return Identity() if _same(connect.get("auth_token"), self.token) else None
+        nkey = connect.get("nkey")
+        if nkey:
+            entry = self.nkeys.get(nkey) if isinstance(nkey, str) else None
+            if entry is None or not _signed(entry.nkey, nonce, connect.get("sig")):
+                return None
+            return Identity(entry.nkey, entry.permissions)
         user = connect.get("user")
         if not user and not connect.get("pass") and self.no_auth_user:
             return self.default_identity()
@@ -55,8 +78,39 @@ class Authenticator:
 
     def default_identity(self) -> Identity | None:
         """The `no_auth_user` identity, used when a client sends an op before CONNECT."""
-        entry = self.users.get(self.no_auth_user) if self.no_auth_user else None
-        return Identity(entry.user, entry.permissions) if entry else None
+        if not self.no_auth_user:
+            return None
+        entry = self.users.get(self.no_auth_user) or self.nkeys.get(self.no_auth_user)
+        return Identity(entry.user or entry.nkey, entry.permissions) if entry else None
+
+
+def new_nonce() -> str:
+    """11 random bytes, base64url without padding: nats-server's nonce."""
+    return base64.urlsafe_b64encode(os.urandom(11)).rstrip(b"=").decode()
+
+
+def _signed(nkey: str, nonce: str, sig: object) -> bool:
+    """Whether `sig` (base64url or standard base64) is `nkey`'s signature of `nonce`."""
+    if not nonce or not isinstance(sig, str) or not sig:
+        return False
+    signature = _b64(sig)
+    public = decode_public(nkey, USER)
+    if signature is None or public is None:
+        return False
+    try:
+        nacl.signing.VerifyKey(public).verify(nonce.encode(), signature)
+    except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _b64(text: str) -> bytes | None:
+    for decode in (base64.urlsafe_b64decode, base64.b64decode):
+        try:
+            return decode(text + "=" * (-len(text) % 4))
+        except (binascii.Error, ValueError):
+            continue
+    return None
 
 
 def _same(given: object, expected: str) -> bool:

@@ -114,6 +114,10 @@ class ClientConnection(OutBuffer, asyncio.Protocol):
         return self.session.subs
 
     @property
+    def nonce(self) -> str:
+        return self.session.nonce
+
+    @property
     def protocol(self) -> int:
         return self.session.protocol
 

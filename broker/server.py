@@ -362,6 +362,8 @@ class Server:
         info = dict(self._info_base)
         info["client_id"] = client.cid
         info["client_ip"] = client.host
+        if client.nonce:
+            info["nonce"] = client.nonce
         return json.dumps(info, separators=(",", ":")).encode()
 
     def info_changed_since(self, when: float) -> bool:

@@ -43,11 +43,12 @@ Nothing follows a CLOSE; the host feeds the session nothing more afterwards.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from broker import protocol
-from broker.auth import Identity, PermissionChecker
+from broker.auth import Identity, PermissionChecker, new_nonce
 from broker.logger import logger, trace, tracing
 from broker.protocol import CONNECT, ERR, FATAL, PING, PONG, PUB, SUB, UNSUB
 from broker.sublist import Subscription
@@ -120,7 +121,11 @@ class Authority(Protocol):
     def timeout(self) -> float:
         """Seconds a client has to authenticate."""
 
-    def authenticate(self, connect: dict[str, object]) -> Identity | None: ...
+    @property
+    def nonce_required(self) -> bool:
+        """Whether INFO carries a nonce (nkey users sign it in their CONNECT)."""
+
+    def authenticate(self, connect: dict[str, object], nonce: str = "") -> Identity | None: ...
 
     def default_identity(self) -> Identity | None: ...
 
@@ -136,6 +141,15 @@ class SessionHost(Protocol):
 
     @property
     def headers_supported(self) -> bool: ...
+
+
+# CONNECT fields that never reach a log (nats-server's removeSecretsFromTrace).
+_SECRET = re.compile(rb'("(?:pass|auth_token)"\s*:\s*)"(?:[^"\\]|\\.)*"')
+
+
+def redact_secrets(connect: bytes) -> bytes:
+    """CONNECT's JSON with the password and the token replaced by [REDACTED]."""
+    return _SECRET.sub(rb'\1"[REDACTED]"', connect)
 
 
 def decode_connect(raw: bytes) -> dict[str, object] | None:
@@ -166,6 +180,9 @@ class ClientSession:
         self.owner = owner
         self.cid = cid
         self.addr = ""  # "host:port", for the log
+        # The nonce this connection's INFO carries, when nkey users may connect: what their
+        # CONNECT signs, so a signature cannot be replayed on another connection.
+        self.nonce = new_nonce() if host.auth.nonce_required else ""
         self._clock = clock
         opts = host.options
         # HPUB is refused until a CONNECT negotiates headers, as in nats-server.
@@ -216,7 +233,11 @@ class ClientSession:
             return self._publish(event) if self.pub_checks else [event]
         out: list[tuple] = []
         if tracing():
-            trace("%s - cid:%d - <<- %r", self.addr, self.cid, event[1:])
+            if kind == CONNECT:  # as nats-server traces it, the secrets redacted
+                trace("%s - cid:%d - <<- [CONNECT %s]", self.addr, self.cid,
+                      redact_secrets(event[1]).decode("utf-8", "replace"))
+            else:
+                trace("%s - cid:%d - <<- [%s]", self.addr, self.cid, _trace_op(event))
         if kind == FATAL:
             if not self.connect_received and self.host.auth.required:
                 self._auth_violation(out)  # with auth, anything but CONNECT first is a violation
@@ -359,7 +380,7 @@ class ClientSession:
         out.append(_NEGOTIATED)
         auth = self.host.auth
         if auth.required and self.identity is None:
-            identity = auth.authenticate(opts)
+            identity = auth.authenticate(opts, self.nonce)
             if identity is None:
                 self._auth_violation(out)
                 return
@@ -471,6 +492,17 @@ def _field(opts: dict[str, object], key: str, current: _T) -> _T:
     """A CONNECT field (`decode_connect` checked its type), or `current` when absent."""
     value = opts.get(key, current)
     return value if isinstance(value, type(current)) else current
+
+
+_OP_NAMES = {SUB: "SUB", UNSUB: "UNSUB", PING: "PING", PONG: "PONG", ERR: "-ERR",
+             FATAL: "ERROR"}
+
+
+def _trace_op(event: tuple) -> str:
+    """An operation as nats-server's trace shows it: `SUB foo 1`, `PING`."""
+    args = [arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
+            for arg in event[1:] if arg is not None]
+    return " ".join([_OP_NAMES.get(event[0], str(event[0])), *args])
 
 
 def _quote(subject: bytes) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common.nkeys import is_public_user_key
 from config import unsupported
 from config.options import Options, Permissions, User
 from config.table import DURATION, INT, STRING, Key, Kind, Section, apply_section
@@ -62,7 +63,9 @@ def _read_users(field: Field) -> list[User]:
     users: list[User] = []
     for index, node in enumerate(read_list(field)):
         user = _read_user(field.item(index, node))
-        if any(known.user == user.user for known in users):
+        if user.nkey and any(known.nkey == user.nkey for known in users):
+            raise field.item(index, node).error(f'Duplicate nkey "{user.nkey}" detected')
+        if user.user and any(known.user == user.user for known in users):
             raise field.item(index, node).error(f'Duplicate user "{user.user}" detected')
         users.append(user)
     return users
@@ -73,9 +76,19 @@ def _read_user(field: Field) -> User:
         raise expected(field, "a user entry { user: ..., password: ... }")
     user = User(user="")
     apply_section(field, USER_ENTRY, user)
+    if user.nkey:
+        if user.user or user.password:
+            raise field.error("Nkey users do not take usernames or passwords")
+        return user
     if not user.user:
         raise field.error("User entry requires a user")
     return user
+
+
+def _valid_user_nkey(field: Field, nkey: str) -> str:
+    if not is_public_user_key(nkey):
+        raise field.error("Not a valid public nkey for a user")
+    return nkey
 
 
 # --- permissions ----------------------------------------------------------------------------
@@ -200,6 +213,7 @@ USER_ENTRY = Section(
     (
         Key("user", STRING, "user", aliases=("username",)),
         Key("password", STRING, "password", aliases=("pass",)),
+        Key("nkey", STRING, "nkey", refine=_valid_user_nkey),
         Key(
             "permissions",
             PERMISSIONS_BLOCK,

@@ -32,7 +32,7 @@ def _check_no_auth_user(options: Options, top: Field) -> None:
     field = _find(top, "no_auth_user")
     if not options.users:
         raise field.error(f'"{name}" present, but users are not defined')
-    if all(user.user != name for user in options.users):
+    if all(name not in (user.user, user.nkey) for user in options.users):
         raise field.error(f'"{name}" not present as user in authorization block')
 
 

@@ -38,6 +38,7 @@ class User:
     user: str
     password: str = ""
     permissions: Permissions | None = None
+    nkey: str = ""  # a user's public nkey (U...): signs the server's nonce instead of a password
 
 
 DEFAULT_TLS_TIMEOUT = 2.0  # seconds a TLS handshake may take (nats-server's TLS_TIMEOUT)

@@ -77,7 +77,6 @@ AUTHORIZATION: dict[str, str] = {
 }
 
 USER: dict[str, str] = {
-    "nkey": "nkey authentication is not implemented",
     "allowed_connection_types": _PLAIN_CLIENTS_ONLY,
     "connection_types": _PLAIN_CLIENTS_ONLY,
     "clients": _PLAIN_CLIENTS_ONLY,

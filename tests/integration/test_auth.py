@@ -103,3 +103,21 @@ async def test_allow_responses_lets_a_responder_answer_but_not_publish(start_bro
 
 async def _ignore(exc: Exception) -> None:
     pass
+
+
+async def test_secrets_never_reach_the_log_or_monitoring(start_broker):
+    """Traced CONNECTs show [REDACTED] where nats-server does (pass, auth_token); /varz and
+    /connz show the user, never the password."""
+    server = start_broker("--user", "alice", "--pass", "s3cret-pw-1", "-V")
+    nc = await nats.connect(server.url, user="alice", password="s3cret-pw-1",
+                            allow_reconnect=False)
+    await nc.flush()
+    _, varz = server.get("/varz")
+    _, connz = server.get("/connz")
+    await nc.close()
+    assert await refused(server.url, user="alice", password="s3cret-pw-2")
+    log = server.log()
+    assert '"[REDACTED]"' in log
+    for text in (log, str(varz), str(connz)):
+        assert "s3cret-pw" not in text
+    assert connz["connections"][0]["authorized_user"] == "alice"

@@ -631,7 +631,6 @@ def test_variable_used_inside_a_block_is_not_an_unknown_key(tmp_path: Path) -> N
         "cluster { permissions { } }",
         "jetstream { cipher: aes }",
         "jetstream { key: s3cret }",
-        "authorization { users: [{nkey: UABC}] }",
         "authorization { auth_callout { } }",
     ],
 )
@@ -640,6 +639,29 @@ def test_known_but_unsupported_keys_are_refused_by_name(tmp_path: Path, key: str
     assert error.line == 2
     name = error.key.rsplit(".", 1)[-1].split("[")[0]
     assert f"{name} is not supported by this server" in str(error)
+
+
+NKEY = "UDQ3X6SNOKLWSIEHS7GIGM5AKHZMYSVK7ZJM7HJEYXXC6K4ZNN4Y6POQ"
+
+
+def test_nkey_users(tmp_path: Path) -> None:
+    options = load_text(tmp_path, f"""
+        authorization {{ users: [ {{nkey: {NKEY}, permissions: {{publish: "a.>"}}}},
+                                  {{user: bob, password: pw}} ] }}
+        no_auth_user: {NKEY}""")
+    assert [(u.user, u.nkey) for u in options.users] == [("", NKEY), ("bob", "")]
+    assert options.users[0].permissions is not None
+
+
+@pytest.mark.parametrize(("entry", "fragment"), [
+    ("{nkey: UABC}", "Not a valid public nkey for a user"),
+    (f"{{nkey: {NKEY[:-1]}A}}", "Not a valid public nkey for a user"),
+    (f"{{nkey: {NKEY}, password: x}}", "Nkey users do not take usernames or passwords"),
+    (f"{{nkey: {NKEY}}}, {{nkey: {NKEY}}}", f'Duplicate nkey "{NKEY}" detected'),
+])
+def test_bad_nkey_users_are_refused(tmp_path: Path, entry: str, fragment: str) -> None:
+    error = load_error(tmp_path, f"port: 1\nauthorization {{ users: [{entry}] }}\n")
+    assert error.line == 2 and fragment in str(error), str(error)
 
 
 def test_tls_block(tmp_path: Path) -> None:
