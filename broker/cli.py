@@ -18,6 +18,7 @@ from typing import Any
 import config
 from broker import logger as serverlog
 from broker.logger import logger
+from broker.tls import TLSConfigError
 from broker.version import PACKAGE_VERSION, RUNTIME, SERVER_VERSION
 from config.options import Options, TLSOptions
 
@@ -344,7 +345,11 @@ async def _serve(options: Options, cmd: Command) -> None:
         except (config.ConfigError, UsageError, OSError) as exc:
             logger.error("Failed to reload server configuration: %s", exc)
             return
-        refused = server.reload(fresh)
+        try:
+            refused = server.reload(fresh)
+        except TLSConfigError as exc:
+            logger.error("Failed to reload server configuration: %s", exc)
+            return
         if refused:
             logger.error("Failed to reload server configuration: config reload not supported "
                          "for %s", ", ".join(refused))

@@ -48,7 +48,7 @@ RELOADABLE = frozenset({
     "authorization", "auth_timeout", "users", "no_auth_user", "max_connections",
     "max_subscriptions", "max_payload", "max_control_line", "max_pending", "ping_interval",
     "ping_max", "write_deadline", "lame_duck_duration", "lame_duck_grace_period", "server_tags",
-    "server_metadata", "config_file",
+    "server_metadata", "config_file", "tls",
 })
 
 
@@ -311,9 +311,17 @@ class Server:
 
     def reload(self, new: Options) -> list[str]:
         """Apply what can change at run time. Returns the fields that could not be applied."""
-        refused = [name for name in _changed_fields(self.options, new) if name not in RELOADABLE]
+        changed = _changed_fields(self.options, new)
+        refused = [name for name in changed if name not in RELOADABLE]
+        if "tls" in changed and not _tls_reloadable(self.options, new):
+            refused.append("tls")
         if refused:
             return refused
+        # The certificate files are read again even when their paths did not change: rotating
+        # a certificate replaces the files. New connections use it; open ones keep theirs.
+        # Raises TLSConfigError (nothing applied) when the new files cannot be loaded.
+        client_tls = server_tls(new.tls) if new.tls is not None else None
+        self.client_tls = client_tls
         self.options = new
         self.auth = type(self.auth)(new)
         self.config_load_time = time.time()
@@ -744,6 +752,14 @@ def _write_atomically(path: str, text: str) -> None:
 def _remove_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.remove(path)
+
+
+def _tls_reloadable(old: Options, new: Options) -> bool:
+    """TLS may change at run time, but not be turned on or off, and not with handshake_first
+    (the listener runs that handshake with the context it was created with)."""
+    if old.tls is None or new.tls is None:
+        return False
+    return not old.tls.handshake_first and not new.tls.handshake_first
 
 
 def _changed_fields(old: Options, new: Options) -> list[str]:
