@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import json
 import os
+import ssl
 import time
 from collections import deque
 from typing import Any, Protocol
@@ -79,8 +80,10 @@ class MonitorServer:
         base = server.options.http_base_path.rstrip("/")
         self._base = base if base.startswith("/") or not base else "/" + base
 
-    async def start(self, host: str, port: int) -> int:
-        self._listener = await asyncio.start_server(self._serve, host, port, reuse_address=True)
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
+        """Listen (over TLS with `tls`: https_port); the port listened on."""
+        self._listener = await asyncio.start_server(self._serve, host, port, reuse_address=True,
+                                                    ssl=tls)
         return self._listener.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -183,7 +186,7 @@ class MonitorServer:
             "http_host": opts.http_host or opts.host,
             "http_port": opts.http_port,  # the configured value (-1 stays -1), as nats-server
             "http_base_path": opts.http_base_path,
-            "https_port": 0,
+            "https_port": opts.https_port,
             "auth_timeout": opts.auth_timeout,
             "max_control_line": opts.max_control_line,
             "max_payload": opts.max_payload,

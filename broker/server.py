@@ -36,7 +36,7 @@ from broker.monitor import MonitorServer, connection_info
 from broker.outbuf import Flushable
 from broker.route import RouteManager
 from broker.sublist import InternalHandler, MatchResult, Sublist, Subscription, msg_start
-from broker.tls import ServerTLS, TLSConfigError, server_tls
+from broker.tls import ServerTLS, TLSConfigError, monitoring_context, server_tls
 from broker.version import PROTO, RUNTIME, SERVER_VERSION
 from common.subjects import subject_matches
 from config.options import RANDOM_PORT, Options
@@ -57,7 +57,12 @@ class StartupError(Exception):
 
 
 def startup_problem(options: Options) -> str:
-    """Why these options cannot start, or ""."""
+    """Why these options cannot start, or "" (nats-server's checks and words)."""
+    if options.http_port and options.https_port:
+        return (f"can't specify both HTTP ({options.http_port}) and HTTPs "
+                f"({options.https_port}) ports")
+    if options.https_port and options.tls is None:
+        return "TLS cert and key required for HTTPS"
     if options.jetstream.enabled and options.cluster.port:
         if not options.server_name:
             return "jetstream cluster requires `server_name` to be set"
@@ -154,7 +159,7 @@ class Server:
             await self._start_routes()
         if opts.jetstream.enabled:
             self._start_jetstream()
-        if opts.http_port:
+        if opts.http_port or opts.https_port:
             await self._start_monitor()
         logger.info("Listening for client connections on %s",
                     _hostport(opts.host, self.client_port))
@@ -185,10 +190,18 @@ class Server:
     async def _start_monitor(self) -> None:
         opts = self.options
         host = opts.http_host or opts.host
-        port = 0 if opts.http_port == RANDOM_PORT else opts.http_port
+        wanted = opts.https_port or opts.http_port
+        port = 0 if wanted == RANDOM_PORT else wanted
+        context = None
+        if opts.https_port and opts.tls is not None:
+            try:
+                context = monitoring_context(opts.tls)
+            except TLSConfigError as exc:
+                raise StartupError(str(exc)) from None
         self._monitor = MonitorServer(self)
-        self.monitor_port = await self._monitor.start(host, port)
-        logger.info("Starting http monitor on %s", _hostport(host, self.monitor_port))
+        self.monitor_port = await self._monitor.start(host, port, context)
+        scheme = "https" if context is not None else "http"
+        logger.info("Starting %s monitor on %s", scheme, _hostport(host, self.monitor_port))
 
     def _write_process_files(self) -> None:
         opts = self.options
@@ -222,7 +235,8 @@ class Server:
             mhost = self.options.http_host or self.options.host
             if mhost in ("0.0.0.0", "::", ""):
                 mhost = "127.0.0.1"
-            ports["monitoring"] = [f"http://{_hostport(mhost, self.monitor_port)}"]
+            scheme = "https" if self.options.https_port else "http"
+            ports["monitoring"] = [f"{scheme}://{_hostport(mhost, self.monitor_port)}"]
         if self.routes is not None:
             chost = self.routes.options.host
             if chost in ("0.0.0.0", "::", ""):

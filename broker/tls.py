@@ -62,6 +62,19 @@ def server_tls(options: TLSOptions) -> ServerTLS:
     return ServerTLS(context, options.timeout, options.handshake_first, options.verify)
 
 
+def monitoring_context(options: TLSOptions) -> ssl.SSLContext:
+    """The monitoring port's TLS (`https_port`): the client port's certificate, and no client
+    certificate asked for, as nats-server serves it."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = _VERSIONS[options.min_version]
+    try:
+        context.load_cert_chain(options.cert_file, options.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise TLSConfigError(f"error parsing X509 certificate/key pair {options.cert_file!r}, "
+                             f"{options.key_file!r}: {_reason(exc)}") from None
+    return context
+
+
 def handshake_failure(exc: BaseException) -> tuple[int, str]:
     """(log level, text) for a failed handshake, as nats-server logs it: a peer that does not
     speak TLS or went quiet is a debug line; a certificate problem is an error."""

@@ -81,6 +81,8 @@ TOP_LEVEL = Section(
         # Monitoring.
         Key("http", HOST_PORT, ("http_host", "http_port")),
         Key("http_port", PORT, "http_port", aliases=("monitor_port",)),
+        Key("https", HOST_PORT, ("http_host", "https_port")),
+        Key("https_port", PORT, "https_port"),
         Key("http_base_path", STRING, "http_base_path", refine=_normalize_base_path),
         # Limits.
         Key("max_payload", INT, "max_payload", minimum=0, maximum=INT32_MAX, zero_is_default=True),

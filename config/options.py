@@ -111,6 +111,7 @@ class Options:
     # Monitoring (HTTP). 0 disables it; -1 picks a random port.
     http_host: str = ""  # empty: same as `host`
     http_port: int = 0
+    https_port: int = 0  # monitoring over TLS, with the certificate of `tls { }`
     http_base_path: str = ""
 
     # Limits.

@@ -17,12 +17,9 @@ _NO_LEAF = "leaf node connections are not implemented"
 _NO_WEBSOCKET = "WebSocket clients are not implemented"
 _NO_MAPPINGS = "subject mappings are not implemented"
 _NO_PROFILER = "the Go profiler endpoint does not exist here"
-_NO_HTTPS = f"HTTPS monitoring needs TLS. {NO_TLS}"
 _PLAIN_CLIENTS_ONLY = "only plain NATS client connections exist here"
 
 TOP_LEVEL: dict[str, str] = {
-    "https": _NO_HTTPS,
-    "https_port": _NO_HTTPS,
     "allow_non_tls": "clients must use TLS when it is configured (the mixed mode is not "
                      "implemented)",
     "ocsp": _NO_OCSP,

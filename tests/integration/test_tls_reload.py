@@ -1,15 +1,21 @@
-"""Certificate rotation: SIGHUP reads the certificate files again. New connections get the new
+"""TLS beyond the handshake: certificate rotation, HTTPS monitoring.
+
+Certificate rotation: SIGHUP reads the certificate files again. New connections get the new
 certificate, connections already open stay up, and files that cannot be loaded leave the server
 as it was (the error is logged)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import ssl
+import urllib.error
+import urllib.request
 
 import nats
+import pytest
 
 from tests.certs import authority
 
@@ -55,3 +61,26 @@ async def test_sighup_rotates_the_certificate(start_broker, tmp_path):
     await still.flush()
     await still.close()
     assert "Traceback" not in server.log()
+
+
+async def test_https_monitoring(start_broker, tmp_path):
+    """https_port serves monitoring with the client port's certificate and asks for no client
+    certificate (as nats-server); it cannot be combined with http_port."""
+    ca = authority(str(tmp_path / "pki"))
+    pair = ca.issue("server")
+    server = start_broker(config=f'https_port: -1\ntls {{ cert_file: "{pair.cert}", '
+                                 f'key_file: "{pair.key}", ca_file: "{ca.ca_file}", '
+                                 "verify: true }\n", monitor=False)
+    url = server.monitor_url.replace("http://", "https://")
+    body = await asyncio.to_thread(_get, url + "/varz", context(ca.ca_file))
+    assert body["https_port"] == -1 and body["tls_verify"] is True
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        await asyncio.to_thread(_get, url + "/varz", ssl.create_default_context())
+    with pytest.raises(RuntimeError, match=r"can't specify both HTTP \(-1\) and HTTPs"):
+        start_broker(config=f'https_port: -1\ntls {{ cert_file: "{pair.cert}", '
+                            f'key_file: "{pair.key}" }}\n')
+
+
+def _get(url: str, tls: ssl.SSLContext) -> dict:
+    with urllib.request.urlopen(url, timeout=5, context=tls) as resp:
+        return json.loads(resp.read())

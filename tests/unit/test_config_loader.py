@@ -625,8 +625,6 @@ def test_variable_used_inside_a_block_is_not_an_unknown_key(tmp_path: Path) -> N
         "resolver: MEMORY",
         "system_account: SYS",
         "mappings { a: b }",
-        "https: 8443",
-        "https_port: 8443",
         "cluster { tls { } }",
         "cluster { permissions { } }",
         "jetstream { cipher: aes }",
