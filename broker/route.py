@@ -15,6 +15,7 @@ import asyncio
 import hmac
 import json
 import random
+import ssl
 import time
 from collections.abc import Callable, Coroutine
 from typing import Protocol
@@ -24,6 +25,7 @@ from broker import routeproto as rp
 from broker.logger import logger
 from broker.outbuf import OutBuffer
 from broker.sublist import Sublist, Subscription
+from broker.tls import RouteTLS, route_tls
 from common.subjects import subject_text
 from config.options import Options
 
@@ -142,6 +144,10 @@ class RouteConnection(OutBuffer, asyncio.Protocol):
             self._handle(event)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if isinstance(exc, ssl.SSLError) and self.solicited:
+            # TLS 1.3: the peer judges our certificate after our side of the handshake ended;
+            # its refusal arrives as an alert on the first read.
+            self.manager.tls_refused(self.solicited, exc)
         self._teardown("connection closed")
 
     # Events
@@ -223,6 +229,8 @@ class RouteConnection(OutBuffer, asyncio.Protocol):
             self.close(reason, err=reason != "self")
             return
         self.established = True
+        if self.solicited:
+            self.manager.tls_accepted(self.solicited)
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
             self._handshake_timer = None
@@ -333,6 +341,10 @@ class RouteManager:
         self._closing = False
         self.malformed = 0
         self.refused = 0
+        # Routes over TLS (cluster { tls { } }): the handshake comes first, on both sides.
+        # TLSConfigError when the files cannot be loaded (the server does not start).
+        self.tls: RouteTLS | None = route_tls(opts.tls) if opts.tls is not None else None
+        self._tls_failing: set[str] = set()  # dialled URLs whose handshake failed (logged once)
         # Raft frames from a peer: (peer server name, group, frame bytes).
         self.raft_handler: Callable[[str, bytes, bytes], None] | None = None
         # Peer joined or left: (peer server name, up).
@@ -342,9 +354,11 @@ class RouteManager:
 
     async def start(self) -> None:
         opts = self.options
+        tls = self.tls
         self._listener = await self.server.loop.create_server(
             lambda: RouteConnection(self), opts.host, opts.port if opts.port > 0 else 0,
-            reuse_address=True)
+            reuse_address=True, ssl=tls.accept if tls else None,
+            ssl_handshake_timeout=tls.timeout if tls else None)
         self.cluster_port = self._listener.sockets[0].getsockname()[1]
         logger.info("Cluster name is %s", self.name)
         logger.info("Listening for route connections on %s:%d", opts.host, self.cluster_port)
@@ -384,11 +398,17 @@ class RouteManager:
                 await asyncio.sleep(RECONNECT_MAX)
                 continue
             host, port, _, _ = parse_route_url(url)
+            tls = self.tls
             try:
                 await self.server.loop.create_connection(
-                    lambda: RouteConnection(self, solicited=url), host, port)
+                    lambda: RouteConnection(self, solicited=url), host, port,
+                    ssl=tls.dial if tls else None, server_hostname=host if tls else None,
+                    ssl_handshake_timeout=tls.timeout if tls else None)
                 delay = RECONNECT_MIN
                 attempts = 0
+            except ssl.SSLError as exc:
+                self.tls_refused(url, exc)
+                attempts += 1
             except OSError:
                 attempts += 1
                 if not self._wanted.get(url) and attempts > max(self.options.connect_retries, 3):
@@ -396,6 +416,19 @@ class RouteManager:
                     return
             await asyncio.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, RECONNECT_MAX)
+
+    def tls_refused(self, url: str, exc: ssl.SSLError) -> None:
+        """A route's TLS handshake failed (either side refused): logged once per URL until a
+        route to it forms again, not at every retry."""
+        if url in self._tls_failing:
+            return
+        self._tls_failing.add(url)
+        reason = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+        logger.error("Error trying to connect to route %s: TLS route handshake error: %s", url,
+                     str(reason).lower().replace("_", " "))
+
+    def tls_accepted(self, url: str) -> None:
+        self._tls_failing.discard(url)
 
     def _connected_to_url(self, url: str) -> bool:
         name = self._url_names.get(url)
@@ -418,6 +451,8 @@ class RouteManager:
             "jetstream": server.options.jetstream.enabled,
             "version": server.info_version(),
         }
+        if self.tls is not None:
+            info["tls_required"] = True
         return json.dumps(info, separators=(",", ":")).encode()
 
     def own_url(self) -> str:

@@ -183,7 +183,10 @@ class Server:
         self._info_base = self._build_info_base()
 
     async def _start_routes(self) -> None:
-        self.routes = RouteManager(self)
+        try:
+            self.routes = RouteManager(self)
+        except TLSConfigError as exc:
+            raise StartupError(str(exc)) from None
         await self.routes.start()
         self._info_base = self._build_info_base()
 

@@ -62,6 +62,32 @@ def server_tls(options: TLSOptions) -> ServerTLS:
     return ServerTLS(context, options.timeout, options.handshake_first, options.verify)
 
 
+@dataclass(frozen=True)
+class RouteTLS:
+    """Routes over TLS: the listener's side (it verifies a peer's certificate when `verify`)
+    and the dialing side (it checks the peer's certificate and name against the CA, and
+    presents its own certificate)."""
+
+    accept: ssl.SSLContext
+    dial: ssl.SSLContext
+    timeout: float
+
+
+def route_tls(options: TLSOptions) -> RouteTLS:
+    accept = server_tls(options).context
+    dial = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    dial.minimum_version = _VERSIONS[options.min_version]
+    try:
+        dial.load_cert_chain(options.cert_file, options.key_file)
+        if options.ca_file:
+            dial.load_verify_locations(cafile=options.ca_file)
+        else:
+            dial.load_default_certs()
+    except (OSError, ssl.SSLError) as exc:
+        raise TLSConfigError(f"route TLS: {_reason(exc)}") from None
+    return RouteTLS(accept, dial, options.timeout)
+
+
 def monitoring_context(options: TLSOptions) -> ssl.SSLContext:
     """The monitoring port's TLS (`https_port`): the client port's certificate, and no client
     certificate asked for, as nats-server serves it."""
