@@ -77,6 +77,7 @@ image: $(STAMP)
 REHEARSE_MSGS ?= 2000
 rehearse: $(TSTAMP) deploy-tools
 	$(PY) -m tests.rehearse --first $(REHEARSE_MSGS) --while-cut $(REHEARSE_MSGS)
+	$(PY) -m tests.rehearse --tls --first $(REHEARSE_MSGS) --while-cut $(REHEARSE_MSGS)
 
 unit: $(TSTAMP)
 	$(VENV)/bin/pytest -q tests/unit

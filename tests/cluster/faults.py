@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -55,6 +56,7 @@ class Publisher:
     give_up_after: float = 60.0
     servers_used: list[str] = field(default_factory=list)  # host:port, at connect and reconnect
     randomize: bool = True  # False: connect to urls[0] first, as a client pinned to one pod
+    tls: ssl.SSLContext | None = None  # for tls:// servers
 
     async def run(self, total: int, progress: Callable[[int], None] | None = None,
                   window: int = 32, first: int = 0, until: asyncio.Event | None = None) -> None:
@@ -64,7 +66,7 @@ class Publisher:
             self._note_server(nc)
 
         nc = await nats.connect(servers=self.urls, dont_randomize=not self.randomize,
-                                max_reconnect_attempts=-1,
+                                max_reconnect_attempts=-1, tls=self.tls,
                                 reconnect_time_wait=0.1, error_cb=_quiet,
                                 disconnected_cb=_quiet, reconnected_cb=reconnected)
         self._note_server(nc)

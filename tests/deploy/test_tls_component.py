@@ -10,29 +10,21 @@ differs from the base config in TLS only.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.certs import authority
-from tests.deploy.render import REPO, KustomizeMissing, find, load_config, render
+from tests.deploy.render import REPO, KustomizeMissing, find, load_config, render_tls
 
 MOUNT = "/etc/nats-tls"
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> list[dict[str, Any]]:
-    # Inside the repository (kustomize refuses absolute paths to other roots), git-ignored.
-    directory = REPO / ".tools" / "kz-tls-test"
-    directory.mkdir(parents=True, exist_ok=True)
-    up = os.path.relpath(REPO / "deploy", directory)
-    (directory / "kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        f"resources: [{up}]\ncomponents: [{up}/tls]\n")
+def rendered() -> list[dict[str, Any]]:
     try:
-        return render(directory)
+        return render_tls()
     except KustomizeMissing as exc:
         pytest.skip(str(exc))
 

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.deploy.render import KustomizeMissing
+from tests.deploy.render import KustomizeMissing, render_tls
 from tests.rehearse.pods import WORK_PARENT, Pods, PodsUnavailable, load_template
 from tests.rehearse.rehearsal import Scale, rehearse
 
@@ -24,6 +24,8 @@ def main() -> int:
                         help="messages published through nats-0 before the faults")
     parser.add_argument("--while-cut", type=int, default=1000,
                         help="messages published while a pod's link is down")
+    parser.add_argument("--tls", action="store_true",
+                        help="with deploy/tls/: TLS on the client, route and monitoring ports")
     parser.add_argument("--keep", action="store_true",
                         help="keep the pods' volumes and logs (the work directory) afterwards")
     args = parser.parse_args()
@@ -33,7 +35,7 @@ def main() -> int:
         print(f"[{time.monotonic() - began:6.1f}s] {text}", flush=True)
 
     try:
-        template = load_template()
+        template = load_template(render_tls() if args.tls else None)
     except KustomizeMissing as exc:
         print(f"rehearse: {exc}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from tests import dists
+from tests.certs import authority
 from tests.deploy.render import find, render
 
 # The pods run the wheel in a venv of the system's Python, as the image does (deploy/Dockerfile):
@@ -55,6 +57,7 @@ class Probe:
     period: float
     failure_threshold: int
     timeout: float
+    scheme: str = "http"  # "https": the kubelet asks over TLS and checks no certificate
 
 
 @dataclass
@@ -72,6 +75,7 @@ class PodTemplate:
     mounts: list[tuple[str, str]]  # (mountPath, volume name)
     read_only_mounts: set[str]
     config_files: dict[str, dict[str, str]]  # configMap volume -> {file name: text}
+    secret_volumes: dict[str, tuple[str, int]]  # secret volume -> (secretName, defaultMode)
     read_only_root: bool
     run_as: tuple[int, int] | None  # (uid, gid)
     fs_group: int | None
@@ -104,10 +108,14 @@ def load_template(objects: list[dict[str, Any]] | None = None) -> PodTemplate:
             raise ValueError(f"env {var['name']}: only values and metadata.name are rehearsed")
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     config_files: dict[str, dict[str, str]] = {}
+    secret_volumes: dict[str, tuple[str, int]] = {}
     for name, volume in volumes.items():
         if "configMap" in volume:
             config_map = find(objects, "ConfigMap", volume["configMap"]["name"])
             config_files[name] = dict(config_map["data"])
+        elif "secret" in volume:
+            secret = volume["secret"]
+            secret_volumes[name] = (secret["secretName"], int(secret.get("defaultMode", 0o644)))
     mounts = [(m["mountPath"], m["name"]) for m in container["volumeMounts"]]
     security = container.get("securityContext", {})
     pod_security = pod.get("securityContext", {})
@@ -126,6 +134,7 @@ def load_template(objects: list[dict[str, Any]] | None = None) -> PodTemplate:
         read_only_mounts={m["mountPath"] for m in container["volumeMounts"]
                           if m.get("readOnly")},
         config_files=config_files,
+        secret_volumes=secret_volumes,
         read_only_root=bool(security.get("readOnlyRootFilesystem")),
         run_as=(uid, gid if gid is not None else uid) if uid is not None else None,
         fs_group=pod_security.get("fsGroup"),
@@ -143,7 +152,8 @@ def _probe(spec: dict[str, Any], ports: dict[str, int]) -> Probe:
     return Probe(path=get["path"], port=ports[port] if isinstance(port, str) else int(port),
                  period=float(spec.get("periodSeconds", 10)),
                  failure_threshold=int(spec.get("failureThreshold", 3)),
-                 timeout=float(spec.get("timeoutSeconds", 1)))
+                 timeout=float(spec.get("timeoutSeconds", 1)),
+                 scheme=str(get.get("scheme", "HTTP")).lower())
 
 
 def check_permitted() -> None:
@@ -176,10 +186,11 @@ class Pod:
     process: subprocess.Popen | None = None
     log_path: Path | None = None
     starts: int = 0
+    scheme: str = "nats"  # "tls" when the pods serve clients over TLS
 
     @property
     def client_url(self) -> str:
-        return f"nats://{self.address}:4222"
+        return f"{self.scheme}://{self.address}:4222"
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -202,6 +213,9 @@ class Pods:
     pods: list[Pod] = field(default_factory=list)
     _subnet: str = ""
     _made_dirs: list[Path] = field(default_factory=list)
+    # With a Secret volume (deploy/tls/): the CA clients trust, made for this run.
+    client_tls: ssl.SSLContext | None = None
+    _secrets: dict[str, dict[str, bytes]] = field(default_factory=dict)
 
     # Set-up and tear-down
 
@@ -268,14 +282,44 @@ class Pods:
             (etc / "hosts").write_text(hosts)
             os.chmod(etc / "hosts", 0o644)
 
+    def _make_secrets(self) -> None:
+        """What a cert-manager Certificate would write into each Secret the pods mount: a CA
+        made for this run and one certificate (server and client auth) naming every pod's DNS
+        name and address, in the tls.crt / tls.key / ca.crt layout."""
+        names = {secret for secret, _ in self.template.secret_volumes.values()}
+        if not names:
+            return
+        ca = authority(str(self.workdir / "pki"), "rehearsal-ca")
+        hosts = tuple(h for pod in self.pods
+                      for h in (self.template.dns_name(pod.ordinal), pod.address))
+        pair = ca.issue("nats", hosts=hosts, both=True)
+        files = {"tls.crt": Path(pair.cert).read_bytes(), "tls.key": Path(pair.key).read_bytes(),
+                 "ca.crt": Path(ca.ca_file).read_bytes()}
+        self._secrets = {name: files for name in names}
+        self.client_tls = ssl.create_default_context(cafile=ca.ca_file)
+        for pod in self.pods:
+            pod.scheme = "tls"
+
     def _create_pods(self) -> None:
         t = self.template
+        self._make_secrets()
         for pod in self.pods:
             for path, volume in t.mounts:
                 source = pod.root / volume
                 source.mkdir(parents=True, exist_ok=True)
                 for file_name, text in t.config_files.get(volume, {}).items():
                     (source / file_name).write_text(text)
+                if volume in t.secret_volumes:
+                    secret, mode = t.secret_volumes[volume]
+                    for file_name, data in self._secrets[secret].items():
+                        target = source / file_name
+                        target.write_bytes(data)
+                        # As the kubelet writes them: defaultMode, the pod's group.
+                        os.chown(target, -1, t.fs_group if t.fs_group is not None else 0)
+                        os.chmod(target, mode)
+                    os.chmod(source, 0o755)
+                    self._mountpoint(Path(path))
+                    continue
                 if t.fs_group is not None and volume not in t.config_files:
                     # What the kubelet does for fsGroup: the volume belongs to the pod's group.
                     os.chown(source, -1, t.fs_group)
@@ -406,9 +450,10 @@ class Pods:
 
     def probe(self, pod: Pod, probe: Probe) -> int:
         """The HTTP status the kubelet would see (0: no answer)."""
-        url = f"http://{pod.address}:{probe.port}{probe.path}"
+        url = f"{probe.scheme}://{pod.address}:{probe.port}{probe.path}"
         try:
-            with urllib.request.urlopen(url, timeout=probe.timeout) as resp:
+            with urllib.request.urlopen(url, timeout=probe.timeout,
+                                        context=_UNVERIFIED) as resp:
                 return resp.status
         except urllib.error.HTTPError as err:
             return err.code
@@ -418,11 +463,11 @@ class Pods:
     def probe_on_node(self, pod: Pod, probe: Probe) -> int:
         """The status the pod's own kubelet sees: asked from inside the pod's network namespace
         (on its node), so a cut link between the pods does not hide the answer."""
-        url = f"http://127.0.0.1:{probe.port}{probe.path}"
-        script = ("import sys, urllib.request, urllib.error\n"
+        url = f"{probe.scheme}://127.0.0.1:{probe.port}{probe.path}"
+        script = ("import ssl, sys, urllib.request, urllib.error\n"
                   "try:\n"
-                  "    print(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))"
-                  ".status)\n"
+                  "    print(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]), "
+                  "context=ssl._create_unverified_context()).status)\n"
                   "except urllib.error.HTTPError as e:\n"
                   "    print(e.code)\n"
                   "except OSError:\n"
@@ -452,8 +497,9 @@ class Pods:
         return time.monotonic() - started
 
     def get_json(self, pod: Pod, path: str) -> dict[str, Any]:
-        url = f"http://{pod.address}:{self.template.ports['monitor']}{path}"
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        scheme = self.template.startup.scheme  # what monitoring speaks, as the probes know
+        url = f"{scheme}://{pod.address}:{self.template.ports['monitor']}{path}"
+        with urllib.request.urlopen(url, timeout=5, context=self.client_tls) as resp:
             return json.loads(resp.read())
 
     def store_dir(self, pod: Pod, store_dir_in_pod: str) -> Path:
@@ -462,6 +508,10 @@ class Pods:
             if store_dir_in_pod == path or store_dir_in_pod.startswith(path.rstrip("/") + "/"):
                 return pod.root / volume / os.path.relpath(store_dir_in_pod, path)
         raise ValueError(f"{store_dir_in_pod} is on no volume of the pod")
+
+
+# The kubelet's probes check no certificate (an https probe only asks for an answer).
+_UNVERIFIED = ssl._create_unverified_context()
 
 
 def _free_subnet() -> str:

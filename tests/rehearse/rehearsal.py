@@ -24,6 +24,7 @@ tests/rehearse/test_rehearsal.py runs the same with fewer messages.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -102,10 +103,14 @@ class Report:
         return out
 
 
-def store_dir_in_pod(template: PodTemplate) -> str:
-    """The JetStream store_dir the ConfigMap's config gives a pod (parsed by our own loader)."""
+def store_dir_in_pod(template: PodTemplate, secrets: dict[str, Path] | None = None) -> str:
+    """The JetStream store_dir the ConfigMap's config gives a pod (parsed by our own loader).
+    `secrets`: where a Secret volume's files are on this host (the loader opens the TLS files
+    the config names), by mountPath."""
     (files,) = template.config_files.values()
     (name, text), = ((n, t) for n, t in files.items() if n.endswith(".conf"))
+    for mount_path, source in (secrets or {}).items():
+        text = text.replace(mount_path, str(source))
     env = {var: f"{template.name}-0" for var in template.pod_name_env}
     with tempfile.TemporaryDirectory() as tmp:
         return load_config(text, env, Path(tmp) / name).jetstream.store_dir
@@ -147,19 +152,19 @@ async def rehearse(pods: Pods, scale: Scale, say: Callable[[str], None]) -> Repo
 
     # 2. An R3 stream on nats-0, read on nats-2.
     n0, n2 = pods.pods[0], pods.pods[-1]
-    nc = await nats.connect(n0.client_url, allow_reconnect=False)
+    nc = await nats.connect(n0.client_url, allow_reconnect=False, tls=pods.client_tls)
     js = nc.jetstream(timeout=10)
     await js.add_stream(StreamConfig(name=STREAM, subjects=[SUBJECT], num_replicas=3))
     await js.add_consumer(STREAM, ConsumerConfig(durable_name=CONSUMER, num_replicas=3,
                                                  ack_wait=30))
     await nc.close()
     acked: dict[int, int] = {}
-    first = Publisher([n0.client_url])
+    first = Publisher([n0.client_url], tls=pods.client_tls)
     await first.run(scale.first)
     acked.update(first.acked)
     say(f"R3 stream {STREAM} and consumer {CONSUMER} created on {n0.name}; "
         f"{len(first.acked)} messages acked there")
-    got = await _fetch_all(n2, len(acked))
+    got = await _fetch_all(n2, len(acked), pods.client_tls)
     assert got == sorted(acked), f"{n2.name} delivered {len(got)} of {len(acked)} messages"
     say(f"  all {len(got)} read back through {n2.name} (consumer {CONSUMER}, acked)")
 
@@ -179,7 +184,7 @@ async def rehearse(pods: Pods, scale: Scale, say: Callable[[str], None]) -> Repo
     others = [p for p in pods.pods if p is not cut]
     say(f"cutting {cut.name}'s link")
     pods.cut_link(cut)
-    during = Publisher([p.client_url for p in others])
+    during = Publisher([p.client_url for p in others], tls=pods.client_tls)
     await during.run(scale.while_cut, first=len(acked))
     acked.update(during.acked)
     say(f"  {len(during.acked)} more acked through {', '.join(p.name for p in others)} "
@@ -206,7 +211,8 @@ async def rehearse(pods: Pods, scale: Scale, say: Callable[[str], None]) -> Repo
     # connected to each pod first (as the client Service spreads them), each free to move.
     stop_publishing = asyncio.Event()
     urls = [p.client_url for p in pods.pods]
-    rollers = [Publisher(urls[k:] + urls[:k], give_up_after=300.0, randomize=False)
+    rollers = [Publisher(urls[k:] + urls[:k], give_up_after=300.0, randomize=False,
+                         tls=pods.client_tls)
                for k in range(len(urls))]
     publishing = [asyncio.ensure_future(roller.run(PUBLISHER_RANGE // 2,
                                                    first=(k + 1) * PUBLISHER_RANGE,
@@ -248,7 +254,9 @@ async def rehearse(pods: Pods, scale: Scale, say: Callable[[str], None]) -> Repo
     for pod in pods.pods:
         assert pod.process is not None
         assert await in_thread(pod.process.wait, 30) == 0, pod.log()[-3000:]
-    where = store_dir_in_pod(t)
+    secrets = {path: pods.pods[0].root / volume for path, volume in t.mounts
+               if volume in t.secret_volumes}
+    where = store_dir_in_pod(t, secrets)
     copies = {pod.name: read_stream_copy(pods.store_dir(pod, where)) for pod in pods.pods}
     check_copies(copies, acked)
     numbers = [n for _, n in copies[pods.pods[0].name]]
@@ -331,8 +339,8 @@ def _previous_log(pod: Pod) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-async def _fetch_all(pod: Pod, count: int) -> list[int]:
-    nc = await nats.connect(pod.client_url, allow_reconnect=False)
+async def _fetch_all(pod: Pod, count: int, tls: ssl.SSLContext | None) -> list[int]:
+    nc = await nats.connect(pod.client_url, allow_reconnect=False, tls=tls)
     try:
         sub = await nc.jetstream(timeout=10).pull_subscribe_bind(CONSUMER, stream=STREAM)
         got: list[int] = []

@@ -13,18 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.render import KustomizeMissing
+from tests.deploy.render import KustomizeMissing, render_tls
 from tests.rehearse.pods import WORK_PARENT, Pods, PodsUnavailable, check_permitted, load_template
 from tests.rehearse.rehearsal import Scale, rehearse
 
 pytestmark = pytest.mark.timeout(900)
 
 
-@pytest.fixture
-def pods():
+@pytest.fixture(params=["plain", "tls"])
+def pods(request):
+    """The base, and the base with deploy/tls/ (TLS on client, route and monitoring ports)."""
     try:
         check_permitted()
-        template = load_template()
+        template = load_template(render_tls() if request.param == "tls" else None)
     except (PodsUnavailable, KustomizeMissing) as exc:
         pytest.skip(str(exc))
     workdir = Path(tempfile.mkdtemp(prefix="rehearse-test-", dir=WORK_PARENT))
