@@ -80,9 +80,11 @@ class ClientHost(SessionHost, Protocol):
 class ClientConnection(OutBuffer, asyncio.Protocol):
     is_route = False
 
-    def __init__(self, server: ClientHost) -> None:
+    def __init__(self, server: ClientHost, websocket: bool = False) -> None:
         super().__init__()
         self.server = server
+        # Inside a WebSocket (broker.websocket): TLS, if any, is the WebSocket listener's.
+        self.websocket = websocket
         self.cid = server.next_client_id()
         self.session = ClientSession(server, self, self.cid, server.loop.time)
         self.max_pending = server.options.max_pending
@@ -155,7 +157,7 @@ class ClientConnection(OutBuffer, asyncio.Protocol):
         session.addr = self._addr()
         server = self.server
         admitted = server.admit(self)
-        tls = server.client_tls
+        tls = None if self.websocket else server.client_tls
         if tls is not None and not tls.handshake_first and admitted:
             # INFO (which tells the client TLS is required) and the switch to TLS happen in one
             # step of `_start_tls`, so nothing after INFO is read in the clear. (uvloop starts

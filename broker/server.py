@@ -38,6 +38,7 @@ from broker.route import RouteManager
 from broker.sublist import InternalHandler, MatchResult, Sublist, Subscription, msg_start
 from broker.tls import ServerTLS, TLSConfigError, monitoring_context, server_tls
 from broker.version import PROTO, RUNTIME, SERVER_VERSION
+from broker.websocket import WebSocketConnection
 from common.subjects import subject_matches
 from config.options import RANDOM_PORT, Options
 
@@ -63,6 +64,9 @@ def startup_problem(options: Options) -> str:
                 f"({options.https_port}) ports")
     if options.https_port and options.tls is None:
         return "TLS cert and key required for HTTPS"
+    websocket = options.websocket
+    if websocket.port and websocket.tls is None and not websocket.no_tls:
+        return "websocket requires TLS configuration"
     if options.jetstream.enabled and options.cluster.port:
         if not options.server_name:
             return "jetstream cluster requires `server_name` to be set"
@@ -118,6 +122,8 @@ class Server:
         self._info_changed_at = 0.0
         self._listener: asyncio.AbstractServer | None = None
         self._monitor: MonitorServer | None = None
+        self._websocket: asyncio.AbstractServer | None = None
+        self.websocket_port = 0
         self._ports_file = ""
         self._stopped = asyncio.Event()
         self._shutting_down = False
@@ -161,6 +167,8 @@ class Server:
             self._start_jetstream()
         if opts.http_port or opts.https_port:
             await self._start_monitor()
+        if opts.websocket.port:
+            await self._start_websocket()
         logger.info("Listening for client connections on %s",
                     _hostport(opts.host, self.client_port))
         if self.client_tls is not None:
@@ -189,6 +197,29 @@ class Server:
             raise StartupError(str(exc)) from None
         await self.routes.start()
         self._info_base = self._build_info_base()
+
+    async def _start_websocket(self) -> None:
+        """The WebSocket listener: the same clients, the same rules, framed (over TLS with
+        websocket { tls { } }, the handshake before the HTTP upgrade)."""
+        ws = self.options.websocket
+        context = None
+        if ws.tls is not None:
+            try:
+                context = monitoring_context(ws.tls) if not ws.tls.verify else \
+                    server_tls(ws.tls).context
+            except TLSConfigError as exc:
+                raise StartupError(str(exc)) from None
+        port = 0 if ws.port == RANDOM_PORT else ws.port
+        self._websocket = await self.loop.create_server(
+            lambda: WebSocketConnection(ws, lambda: ClientConnection(self, websocket=True)),
+            ws.host, port, reuse_address=True, ssl=context,
+            ssl_handshake_timeout=ws.handshake_timeout if context else None)
+        self.websocket_port = self._websocket.sockets[0].getsockname()[1]
+        scheme = "wss" if context else "ws"
+        logger.info("Listening for websocket clients on %s://%s", scheme,
+                    _hostport(ws.host, self.websocket_port))
+        if context is None:
+            logger.warning("Websocket not configured with TLS. DO NOT USE IN PRODUCTION!")
 
     async def _start_monitor(self) -> None:
         opts = self.options
@@ -240,6 +271,11 @@ class Server:
                 mhost = "127.0.0.1"
             scheme = "https" if self.options.https_port else "http"
             ports["monitoring"] = [f"{scheme}://{_hostport(mhost, self.monitor_port)}"]
+        if self.websocket_port:
+            ws = self.options.websocket
+            whost = "127.0.0.1" if ws.host in ("0.0.0.0", "::", "") else ws.host
+            scheme = "wss" if ws.tls is not None else "ws"
+            ports["websocket"] = [f"{scheme}://{_hostport(whost, self.websocket_port)}"]
         if self.routes is not None:
             chost = self.routes.options.host
             if chost in ("0.0.0.0", "::", ""):
@@ -267,8 +303,9 @@ class Server:
         self._shutting_down = True
         logger.info("Initiating Shutdown...")
         self.ready = False
-        if self._listener is not None:
-            self._listener.close()
+        for listener in (self._listener, self._websocket):
+            if listener is not None:
+                listener.close()
         for client in list(self.clients.values()):
             client.close(ClosedReason.SERVER_SHUTDOWN)
         if self.jetstream is not None:
@@ -277,8 +314,9 @@ class Server:
             await self.routes.stop()
         if self._monitor is not None:
             await self._monitor.stop()
-        if self._listener is not None:
-            await self._listener.wait_closed()
+        for listener in (self._listener, self._websocket):
+            if listener is not None:
+                await listener.wait_closed()
         if self._ports_file:
             _remove_quietly(self._ports_file)
         logger.info("Server Exiting..")
@@ -385,6 +423,9 @@ class Server:
 
     def client_info_json(self, client: ClientConnection) -> bytes:
         info = dict(self._info_base)
+        if client.websocket:  # its TLS is the WebSocket listener's, not the client port's
+            info.pop("tls_required", None)
+            info.pop("tls_verify", None)
         info["client_id"] = client.cid
         info["client_ip"] = client.host
         if client.nonce:

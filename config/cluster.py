@@ -8,6 +8,7 @@ from config import unsupported
 from config.auth import DEFAULT_AUTH_TIMEOUT, parse_auth
 from config.options import ClusterOptions
 from config.table import BOOL, HOST_PORT, INT, PORT, STRING, Key, Kind, Section, apply_section
+from config.tls import apply_cluster_tls
 from config.values import Field, no_spaces, read_list, read_string
 
 COMPRESSION_MODES = {
@@ -104,6 +105,7 @@ CLUSTER = Section(
         Key("pool_size", INT, "pool_size", minimum=-1),
         Key("compression", apply=_apply_compression),
         Key("authorization", apply=_apply_authorization),
+        Key("tls", apply=apply_cluster_tls),
     ),
     unsupported.CLUSTER,
 )

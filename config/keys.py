@@ -30,6 +30,7 @@ from config.table import (
 from config.tls import apply_tls
 from config.units import format_duration
 from config.values import Field, no_spaces
+from config.websocket import WEBSOCKET
 
 INT32_MAX = 2**31 - 1
 MAX_SUB_TOKENS = 255
@@ -143,6 +144,7 @@ TOP_LEVEL = Section(
         # Blocks.
         Key("cluster", block=CLUSTER, into="cluster"),
         Key("tls", apply=apply_tls),
+        Key("websocket", block=WEBSOCKET, into="websocket", aliases=("ws",)),
         Key("jetstream", apply=apply_jetstream),
         # Settable here and in `jetstream { }`, but only once (nats-server's rule).
         Key("store_dir", STRING, "jetstream.store_dir", aliases=("storedir",), once=True),

@@ -58,6 +58,20 @@ class TLSOptions:
 
 
 @dataclass
+class WebSocketOptions:
+    """The `websocket { }` block: NATS clients (nats.ws, nats-py's ws://) over WebSocket."""
+
+    host: str = "0.0.0.0"
+    port: int = 0  # 0: no WebSocket listener; -1: a random port
+    no_tls: bool = False  # plain ws:// (nats-server insists on saying so explicitly)
+    tls: TLSOptions | None = None
+    same_origin: bool = False  # the Origin header's host must be the Host header's
+    allowed_origins: list[str] = field(default_factory=list)  # or one of these origins
+    handshake_timeout: float = 2.0  # seconds for the HTTP upgrade (and TLS)
+    compression: bool = False  # permessage-deflate, when the client offers it
+
+
+@dataclass
 class ClusterOptions:
     """The `cluster { }` block: the route listener and the peers to solicit."""
 
@@ -74,6 +88,7 @@ class ClusterOptions:
     auth_timeout: float = 2.0
     pool_size: int = 0
     compression: str = ""
+    tls: TLSOptions | None = None  # routes over TLS, mutual: each side presents its certificate
 
 
 @dataclass
@@ -157,5 +172,6 @@ class Options:
     disable_sublist_cache: bool = False
 
     tls: TLSOptions | None = None  # None: plain connections only
+    websocket: WebSocketOptions = field(default_factory=WebSocketOptions)
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
     jetstream: JetStreamOptions = field(default_factory=JetStreamOptions)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from config import unsupported
-from config.options import DEFAULT_TLS_TIMEOUT, Options, TLSOptions
+from config.options import DEFAULT_TLS_TIMEOUT, ClusterOptions, Options, TLSOptions
 from config.table import BOOL, STRING, Key, Kind, Section, apply_section
 from config.values import Field, expected, read_duration
 
@@ -16,12 +16,22 @@ TLS_VERSIONS = ("1.2", "1.3")
 
 def apply_tls(options: Options, field: Field) -> None:
     """A `tls { }` block: TLS on the client port. The certificate and key are required."""
-    tls = options.tls or TLSOptions()
+    options.tls = read_tls(field, options.tls)
+
+
+def apply_cluster_tls(cluster: ClusterOptions, field: Field) -> None:
+    """`cluster { tls { } }`: the routes' TLS (handshake_first does not apply: routes always
+    start with the handshake)."""
+    cluster.tls = read_tls(field, cluster.tls)
+
+
+def read_tls(field: Field, current: TLSOptions | None) -> TLSOptions:
+    tls = current or TLSOptions()
     apply_section(field, TLS, tls)
     for name in ("cert_file", "key_file"):
         if not getattr(tls, name):
             raise field.error(f"missing '{name}' in TLS configuration")
-    options.tls = tls
+    return tls
 
 
 def _readable(field: Field, path: str) -> str:

@@ -7,14 +7,12 @@ starting. An empty reason prints no detail.
 
 from __future__ import annotations
 
-NO_TLS = "TLS is implemented on the client port only (a top-level tls { } block)"
 _NO_OCSP = "OCSP stapling and peer checks are not implemented"
 _NO_TLS_OPTION = "this TLS option is not implemented"
 NO_JWT = "operator/JWT (decentralized) authentication is not implemented"
 NO_ACCOUNTS = "there is a single account; multi-account setups are not implemented"
 NO_ENCRYPTION = "JetStream encryption at rest is not implemented"
 _NO_LEAF = "leaf node connections are not implemented"
-_NO_WEBSOCKET = "WebSocket clients are not implemented"
 _NO_MAPPINGS = "subject mappings are not implemented"
 _NO_PROFILER = "the Go profiler endpoint does not exist here"
 _PLAIN_CLIENTS_ONLY = "only plain NATS client connections exist here"
@@ -27,8 +25,6 @@ TOP_LEVEL: dict[str, str] = {
     "leafnodes": _NO_LEAF,
     "leaf": _NO_LEAF,
     "gateway": "gateways (super-clusters) are not implemented",
-    "websocket": _NO_WEBSOCKET,
-    "ws": _NO_WEBSOCKET,
     "mqtt": "MQTT clients are not implemented",
     "accounts": NO_ACCOUNTS,
     "system_account": NO_ACCOUNTS,
@@ -103,8 +99,22 @@ TLS: dict[str, str] = {
     "certificates": "several certificates (SNI) are not implemented",
 }
 
+_NO_WS_AUTH = "a separate authorization for WebSocket clients is not implemented (they use " \
+              "the server's)"
+WEBSOCKET: dict[str, str] = {
+    "authorization": _NO_WS_AUTH,
+    "authentication": _NO_WS_AUTH,
+    "no_auth_user": _NO_WS_AUTH,
+    "jwt_cookie": _NO_WS_AUTH,
+    "user_cookie": _NO_WS_AUTH,
+    "pass_cookie": _NO_WS_AUTH,
+    "token_cookie": _NO_WS_AUTH,
+    "headers": "extra HTTP headers on the upgrade response are not implemented",
+    "advertise": "advertising WebSocket URLs to clients is not implemented",
+    "ping_interval": "",
+}
+
 CLUSTER: dict[str, str] = {
-    "tls": NO_TLS,
     "permissions": "route permissions are not implemented",
     "accounts": NO_ACCOUNTS,
     "connect_backoff": "",

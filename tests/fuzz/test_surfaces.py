@@ -1,5 +1,6 @@
 """Hostile input on every surface a broker exposes, against a real broker process: client
-frames, route frames, JSON on every `$JS.API` subject, HTTP monitoring requests, config files.
+frames, route frames, WebSocket upgrades and frames, JSON on every `$JS.API` subject, HTTP
+monitoring requests, config files.
 
 After each burst the server still answers, its log holds no traceback, and what was stored before
 is unchanged. The inputs are random but reproducible: the seed is printed (FUZZ_SEED=<n> to run
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import json
 import os
 import random
@@ -19,6 +21,8 @@ import urllib.request
 
 import nats
 import pytest
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import Request
 
 from config.errors import ConfigError
 from config.loader import load
@@ -103,12 +107,16 @@ def api_body(rng: random.Random) -> bytes:
 
 
 def token(rng: random.Random) -> str:
-    return rng.choice(["FZ", "CANARY", "c", "*", ">", "", "a b", "\u00e9", "x" * 260, "FZ2"])
+    # Never CANARY: a well-formed purge or delete of it would be obeyed, rightly.
+    return rng.choice(["FZ", "c", "*", ">", "", "a b", "\u00e9", "x" * 260, "FZ2"])
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = start_server("broker", ["-js", "-sd", str(tmp_path_factory.mktemp("fuzz"))])
+    conf = tmp_path_factory.mktemp("fuzzconf") / "ws.conf"
+    conf.write_text("websocket { port: -1, no_tls: true }\n")
+    srv = start_server("broker", ["-js", "-sd", str(tmp_path_factory.mktemp("fuzz")),
+                                  "-c", str(conf)])
     asyncio.run(_store_canary(srv))
     yield srv
     srv.stop()
@@ -162,12 +170,12 @@ def _blast(port: int, chunks: list[bytes]) -> None:
                 sock.sendall(chunk)
             except OSError:
                 return  # the server closed on us: a fatal error it answered with -ERR
-        sock.shutdown(socket.SHUT_WR)
         try:
+            sock.shutdown(socket.SHUT_WR)
             while sock.recv(65536):
                 pass
         except OSError:
-            pass
+            pass  # the server closed first
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -218,6 +226,37 @@ async def test_jetstream_api_bodies(server, seed):
         frames.append(b"PING\r\n")
         await asyncio.to_thread(_blast, server.port, frames)
     await _still_serving(server)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_websocket_upgrades_and_frames(server, seed):
+    print("FUZZ_SEED", seed)
+    rng = random.Random(seed)
+    port = _websocket_port(server)
+    for _ in range(60):
+        ws = WSConnection(ConnectionType.CLIENT)
+        upgrade = ws.send(Request(host=f"127.0.0.1:{port}", target="/"))
+        frames = [_client_frame(rng, rng.choice(FRAMES)) for _ in range(rng.randint(0, 8))]
+        chunks = [mutate(rng, upgrade) if rng.random() < 0.3 else upgrade]
+        chunks += [mutate(rng, f) if rng.random() < 0.5 else f for f in frames]
+        if rng.random() < 0.3:  # a frame header announcing far more than is sent
+            chunks.append(b"\x82\xff" + bytes(rng.randrange(256) for _ in range(12)))
+        await asyncio.to_thread(_blast, port, chunks)
+    await _still_serving(server)
+
+
+def _client_frame(rng: random.Random, data: bytes) -> bytes:
+    """One masked binary frame, as a client sends it (RFC 6455 5.2)."""
+    mask = bytes(rng.randrange(256) for _ in range(4))
+    size = len(data)
+    head = b"\x82" + (bytes([0x80 | size]) if size < 126 else b"\xfe" + size.to_bytes(2, "big"))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+def _websocket_port(server: ServerProcess) -> int:
+    ports = glob.glob(os.path.join(server.workdir, "ports-*", "*.ports"))
+    with open(ports[0]) as f:
+        return int(json.load(f)["websocket"][0].rsplit(":", 1)[1])
 
 
 @pytest.mark.parametrize("seed", SEEDS)
