@@ -413,6 +413,7 @@ def test_cluster_block(tmp_path: Path) -> None:
         "token": "",
         "auth_timeout": 5.0,
         "pool_size": 5,
+        "tls": None,
         "compression": "s2_best",
     }
 
@@ -625,7 +626,7 @@ def test_variable_used_inside_a_block_is_not_an_unknown_key(tmp_path: Path) -> N
         "resolver: MEMORY",
         "system_account: SYS",
         "mappings { a: b }",
-        "cluster { tls { } }",
+        "cluster { tls { pinned_certs: [] } }",
         "cluster { permissions { } }",
         "jetstream { cipher: aes }",
         "jetstream { key: s3cret }",
