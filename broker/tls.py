@@ -44,13 +44,7 @@ class ServerTLS:
 
 def server_tls(options: TLSOptions) -> ServerTLS:
     """The server side of the client port's TLS; TLSConfigError naming the file that fails."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = _VERSIONS[options.min_version]
-    try:
-        context.load_cert_chain(options.cert_file, options.key_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise TLSConfigError(f"error parsing X509 certificate/key pair {options.cert_file!r}, "
-                             f"{options.key_file!r}: {_reason(exc)}") from None
+    context = _certified(options)
     if options.ca_file:
         try:
             context.load_verify_locations(cafile=options.ca_file)
@@ -91,6 +85,11 @@ def route_tls(options: TLSOptions) -> RouteTLS:
 def monitoring_context(options: TLSOptions) -> ssl.SSLContext:
     """The monitoring port's TLS (`https_port`): the client port's certificate, and no client
     certificate asked for, as nats-server serves it."""
+    return _certified(options)
+
+
+def _certified(options: TLSOptions) -> ssl.SSLContext:
+    """A server-side context holding the certificate and key of `options`."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _VERSIONS[options.min_version]
     try:

@@ -20,11 +20,11 @@ from tests.procs import ServerProcess
 def _connect(server: ServerProcess) -> socket.socket:
     sock = socket.create_connection((server.host, server.port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    _read_line(sock)  # INFO
+    read_line(sock)  # INFO
     return sock
 
 
-def _read_line(sock: socket.socket) -> bytes:
+def read_line(sock: socket.socket) -> bytes:
     data = b""
     while not data.endswith(b"\r\n"):
         chunk = sock.recv(1)

@@ -20,6 +20,7 @@ import time
 
 import nats
 
+from tests.bench.core import read_line
 from tests.certs import authority
 from tests.procs import ServerProcess, cleanup, start_server
 
@@ -57,7 +58,7 @@ def _connect(server: ServerProcess, tls: ssl.SSLContext | None,
              extra: bytes = b"") -> socket.socket:
     sock = socket.create_connection((server.host, server.port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    _read_line(sock)  # INFO, in the clear
+    read_line(sock)  # INFO, in the clear
     if tls is not None:
         sock = tls.wrap_socket(sock, server_hostname="127.0.0.1")
     sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n' + extra + b"PING\r\n")
@@ -68,16 +69,6 @@ def _connect(server: ServerProcess, tls: ssl.SSLContext | None,
             raise ConnectionError("closed during the handshake")
         buf += chunk
     return sock
-
-
-def _read_line(sock: socket.socket) -> bytes:
-    data = b""
-    while not data.endswith(b"\r\n"):
-        chunk = sock.recv(1)
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
 
 
 def pub_sub(server: ServerProcess, count: int, tls: ssl.SSLContext | None) -> float:
