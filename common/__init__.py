@@ -6,4 +6,5 @@ A leaf: imports nothing of ours, so storage, config, raft and broker may all imp
 | --- | --- |
 | `subjects.py` | subject syntax: validity, wildcard matching, subsets, collisions (str or bytes) |
 | `gotime.py` | Go's `time.Time` / `time.Duration` as nats-server writes and reads them; `NANOS` |
+| `nkeys.py` | nkeys' text form: decode and check a public key (signatures are PyNaCl's) |
 """
