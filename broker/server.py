@@ -19,8 +19,10 @@ import os
 import random
 import secrets
 import socket
+import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from broker import protocol
@@ -40,7 +42,10 @@ from broker.tls import ServerTLS, TLSConfigError, monitoring_context, server_tls
 from broker.version import PROTO, RUNTIME, SERVER_VERSION
 from broker.websocket import WebSocketConnection
 from common.subjects import subject_matches
-from config.options import RANDOM_PORT, Options
+from config.options import RANDOM_PORT, Options, TLSOptions
+
+# Which TLS block of the options a held context serves (read again from the new options).
+TLSOptionsGetter = Callable[[Options], TLSOptions | None]
 
 MAX_CLOSED_CLIENTS = 10_000
 LAME_DUCK_HANDOVER = 2.0  # seconds lame duck waits for peers to take over the groups led here
@@ -124,6 +129,9 @@ class Server:
         self._monitor: MonitorServer | None = None
         self._websocket: asyncio.AbstractServer | None = None
         self.websocket_port = 0
+        # Contexts that listeners hold for good (TLS-first listeners, HTTPS monitoring,
+        # routes): a reload loads renewed certificate files into them in place.
+        self._held_contexts: list[tuple[ssl.SSLContext, TLSOptionsGetter]] = []
         self._ports_file = ""
         self._stopped = asyncio.Event()
         self._shutting_down = False
@@ -151,6 +159,8 @@ class Server:
         # handshake_first: the listener runs the handshake before the connection exists (then
         # INFO); otherwise each connection switches to TLS after INFO (ClientConnection).
         first = self.client_tls if self.client_tls and self.client_tls.handshake_first else None
+        if first is not None:
+            self._held_contexts.append((first.context, lambda o: o.tls))
         self._listener = await self.loop.create_server(
             lambda: ClientConnection(self), opts.host, port, reuse_address=True, backlog=1024,
             ssl=first.context if first else None,
@@ -195,6 +205,9 @@ class Server:
             self.routes = RouteManager(self)
         except TLSConfigError as exc:
             raise StartupError(str(exc)) from None
+        if self.routes.tls is not None:
+            for context in (self.routes.tls.accept, self.routes.tls.dial):
+                self._held_contexts.append((context, lambda o: o.cluster.tls))
         await self.routes.start()
         self._info_base = self._build_info_base()
 
@@ -210,6 +223,8 @@ class Server:
             except TLSConfigError as exc:
                 raise StartupError(str(exc)) from None
         port = 0 if ws.port == RANDOM_PORT else ws.port
+        if context is not None:
+            self._held_contexts.append((context, lambda o: o.websocket.tls))
         self._websocket = await self.loop.create_server(
             lambda: WebSocketConnection(ws, lambda: ClientConnection(self, websocket=True)),
             ws.host, port, reuse_address=True, ssl=context,
@@ -232,6 +247,8 @@ class Server:
                 context = monitoring_context(opts.tls)
             except TLSConfigError as exc:
                 raise StartupError(str(exc)) from None
+        if context is not None:
+            self._held_contexts.append((context, lambda o: o.tls))
         self._monitor = MonitorServer(self)
         self.monitor_port = await self._monitor.start(host, port, context)
         scheme = "https" if context is not None else "http"
@@ -376,7 +393,10 @@ class Server:
         # a certificate replaces the files. New connections use it; open ones keep theirs.
         # Raises TLSConfigError (nothing applied) when the new files cannot be loaded.
         client_tls = server_tls(new.tls) if new.tls is not None else None
+        renewed = self._renewed_certificates(new)
         self.client_tls = client_tls
+        for context, tls in renewed:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
         self.options = new
         self.auth = type(self.auth)(new)
         self.config_load_time = time.time()
@@ -386,6 +406,18 @@ class Server:
             client.max_pending = new.max_pending
         logger.info("Reloaded server configuration")
         return []
+
+    def _renewed_certificates(self, new: Options) -> list[tuple[ssl.SSLContext, TLSOptions]]:
+        """The held contexts and the files to load into them, each pair checked first (a file
+        that cannot be loaded raises TLSConfigError before any context changes)."""
+        renewed = []
+        for context, which in self._held_contexts:
+            tls = which(new)
+            if tls is None:
+                continue
+            server_tls(tls)  # loads the files into a scratch context: TLSConfigError if bad
+            renewed.append((context, tls))
+        return renewed
 
     # Connections
 

@@ -84,3 +84,26 @@ async def test_https_monitoring(start_broker, tmp_path):
 def _get(url: str, tls: ssl.SSLContext) -> dict:
     with urllib.request.urlopen(url, timeout=5, context=tls) as resp:
         return json.loads(resp.read())
+
+
+async def test_sighup_renews_the_certificate_of_tls_first_listeners(start_broker, tmp_path):
+    """Listeners that hold their context for good (HTTPS monitoring here; also routes, the
+    WebSocket and handshake_first clients) get renewed files loaded into it in place."""
+    old_ca = authority(str(tmp_path / "old"), "old-ca")
+    new_ca = authority(str(tmp_path / "new"), "new-ca")
+    old, new = old_ca.issue("server"), new_ca.issue("server")
+    cert, key = tmp_path / "server.pem", tmp_path / "server-key.pem"
+    shutil.copy(old.cert, cert)
+    shutil.copy(old.key, key)
+    server = start_broker(config=f'https_port: -1\ntls {{ cert_file: "{cert}", '
+                                 f'key_file: "{key}" }}\n', monitor=False)
+    url = server.monitor_url.replace("http://", "https://") + "/varz"
+    await asyncio.to_thread(_get, url, context(old_ca.ca_file))
+
+    shutil.copy(new.cert, cert)
+    shutil.copy(new.key, key)
+    server.signal(signal.SIGHUP)
+    await wait_for_log(server, "Reloaded server configuration")
+    assert (await asyncio.to_thread(_get, url, context(new_ca.ca_file)))["https_port"] == -1
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        await asyncio.to_thread(_get, url, context(old_ca.ca_file))
