@@ -34,7 +34,7 @@ def read_line(sock: socket.socket) -> bytes:
     return data
 
 
-def _handshake(sock: socket.socket, extra: bytes = b"") -> None:
+def handshake(sock: socket.socket, extra: bytes = b"") -> None:
     sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n' + extra + b"PING\r\n")
     buf = b""
     while b"PONG\r\n" not in buf:
@@ -51,9 +51,9 @@ def pub_sub_throughput(server: ServerProcess, count: int = 2_000_000, size: int 
     frame_in = b"PUB %s %d\r\n%s\r\n" % (subject, size, payload)
     frame_out = len(b"MSG %s 1 %d\r\n" % (subject, size)) + size + 2
     sub = _connect(server)
-    _handshake(sub, b"SUB %s 1\r\n" % subject)
+    handshake(sub, b"SUB %s 1\r\n" % subject)
     pub = _connect(server)
-    _handshake(pub)
+    handshake(pub)
 
     expected = count * frame_out
     received = 0

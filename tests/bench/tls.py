@@ -20,7 +20,7 @@ import time
 
 import nats
 
-from tests.bench.core import read_line
+from tests.bench.core import handshake, read_line
 from tests.certs import authority
 from tests.procs import ServerProcess, cleanup, start_server
 
@@ -61,13 +61,7 @@ def _connect(server: ServerProcess, tls: ssl.SSLContext | None,
     read_line(sock)  # INFO, in the clear
     if tls is not None:
         sock = tls.wrap_socket(sock, server_hostname="127.0.0.1")
-    sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\n' + extra + b"PING\r\n")
-    buf = b""
-    while b"PONG\r\n" not in buf:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("closed during the handshake")
-        buf += chunk
+    handshake(sock, extra)
     return sock
 
 

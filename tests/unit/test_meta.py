@@ -96,3 +96,14 @@ def test_stream_entries_round_trip():
 def test_malformed_stream_entries_are_refused(data):
     with pytest.raises(ValueError):
         entries.decode(data)
+
+
+def test_a_subject_that_is_not_utf8_decodes_as_r1_ingest_reads_it():
+    """One such subject once made every replica skip its whole batch entry: the other
+    messages of the batch must come through, the odd subject with U+FFFD."""
+    origin = entries.Origin(b"12345678", 1)
+    msgs = [(b"x.ok", b"", b"1", 1), (b"x.\xff\xfe", b"", b"2", 2), (b"x.ok", b"", b"3", 3)]
+    decoded = entries.decode(entries.encode_msgs(origin, msgs)).msgs
+    assert decoded is not None
+    assert [(m.subject, m.data) for m in decoded] == [
+        ("x.ok", b"1"), ("x.\ufffd\ufffd", b"2"), ("x.ok", b"3")]

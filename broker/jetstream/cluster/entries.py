@@ -97,7 +97,9 @@ def _decode_msgs(data: bytes, offset: int) -> list[Publish]:
             end = offset + slen + hlen + dlen
             if end > len(data):
                 raise ValueError("stream entry truncated")
-            subject = str(view[offset:offset + slen], "utf-8")
+            # Subjects are bytes off the wire with no encoding promise: invalid UTF-8 reads
+            # as U+FFFD, as common.subjects.subject_text (and R1 ingest) reads it.
+            subject = str(view[offset:offset + slen], "utf-8", "replace")
             offset += slen
             hdr = bytes(view[offset:offset + hlen])
             offset += hlen

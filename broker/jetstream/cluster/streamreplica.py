@@ -38,7 +38,6 @@ from broker.jetstream.jsondecode import JsonObject
 from broker.logger import logger
 from broker.sublist import Subscription
 from common.gotime import now_ns
-from common.subjects import subject_text
 from raft.driver import ProposalFailed, RaftDriver
 from raft.log import RaftLog
 from raft.messages import Entry, EntryType
@@ -330,8 +329,6 @@ class StreamReplica:
         except ApiError as exc:
             self._ingest_state.refuse(ack, stream.pub_error(exc))
         else:
-            if not subject.isascii():  # as the stream will store it: replicas decode it alike
-                subject = subject_text(subject).encode()
             if self._ingest_state.add(Message(subject, header, data, now_ns()), ack):
                 self._flush()
                 return
