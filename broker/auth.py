@@ -21,9 +21,11 @@ from dataclasses import dataclass
 import nacl.exceptions
 import nacl.signing
 
+from broker.operator import Operator
+from broker.tls import DN_ALIASES, ClientCertificate
 from common.nkeys import USER, decode_public
 from common.subjects import subject_matches
-from config.options import Options, Permissions
+from config.options import Options, Permissions, User
 
 
 @dataclass
@@ -32,32 +34,52 @@ class Identity:
 
     name: str = ""
     permissions: Permissions | None = None
+    account: str = ""  # "" is the global account
 
 
 class Authenticator:
-    def __init__(self, options: Options) -> None:
+    def __init__(self, options: Options, operator: Operator | None = None) -> None:
+        # Operator mode: users are JWTs signed for the operator's accounts (broker.operator).
+        self.operator = operator
         self.token = options.authorization
         self.username = options.username
         self.password = options.password
-        self.users = {u.user: u for u in options.users if not u.nkey}
-        self.nkeys = {u.nkey: u for u in options.users if u.nkey}
+        users = list(options.users)
+        for account in options.accounts:
+            users += account.users
+        self.users = {u.user: u for u in users if not u.nkey}
+        self.nkeys = {u.nkey: u for u in users if u.nkey}
         self.no_auth_user = options.no_auth_user
         self.timeout = options.auth_timeout
+        # verify_and_map: the client's certificate names its user (no password).
+        self.map_certificates = options.tls is not None and options.tls.verify_and_map
+        self._dns = {user.user: parse_dn(user.user) for user in users
+                     if not user.nkey and "=" in user.user}
 
     @property
     def required(self) -> bool:
-        return bool(self.token or self.username or self.users or self.nkeys)
+        return bool(self.token or self.username or self.users or self.nkeys or self.operator)
 
     @property
     def nonce_required(self) -> bool:
-        """Whether INFO carries a nonce for nkey users to sign."""
-        return bool(self.nkeys)
+        """Whether INFO carries a nonce for nkey (and JWT) users to sign."""
+        return bool(self.nkeys or self.operator)
 
-    def authenticate(self, connect: dict, nonce: str = "") -> Identity | None:
+    def authenticate(self, connect: dict, nonce: str = "",
+                     certificate: ClientCertificate | None = None) -> Identity | None:
         """The identity for these CONNECT credentials, or None if they are refused. `nonce`:
-        the one this connection's INFO carried (what an nkey user signs)."""
+        the one this connection's INFO carried (what an nkey user signs); `certificate`: the
+        client's verified certificate, which names the user with verify_and_map."""
+        if self.map_certificates:
+            user = self._user_of(certificate)
+            return _identity(user) if user is not None else None
         if not self.required:
             return Identity()
+        if self.operator is not None:
+            grant = self.operator.authenticate(connect, nonce)
+            if grant is None:
+                return None
+            return Identity(grant.user, grant.permissions, grant.account)
         if self.token:
             return Identity() if _same(connect.get("auth_token"), self.token) else None
         nkey = connect.get("nkey")
@@ -65,7 +87,7 @@ class Authenticator:
             entry = self.nkeys.get(nkey) if isinstance(nkey, str) else None
             if entry is None or not _signed(entry.nkey, nonce, connect.get("sig")):
                 return None
-            return Identity(entry.nkey, entry.permissions)
+            return _identity(entry)
         user = connect.get("user")
         if not user and not connect.get("pass") and self.no_auth_user:
             return self.default_identity()
@@ -74,14 +96,86 @@ class Authenticator:
         entry = self.users.get(user) if isinstance(user, str) else None
         if entry is None or not _same(connect.get("pass"), entry.password):
             return None
-        return Identity(entry.user, entry.permissions)
+        return _identity(entry)
+
+    def _user_of(self, certificate: ClientCertificate | None) -> User | None:
+        """nats-server's order: the certificate's emails, DNS names and URIs, its subject as a
+        distinguished name, then as Go renders it (with the domain components moved last)."""
+        if certificate is None:
+            return None
+        for name in (*certificate.emails, *certificate.dns_names, *certificate.uris):
+            if name in self.users:
+                return self.users[name]
+        for name, dn in self._dns.items():
+            if dn is not None and dn == certificate.subject:
+                return self.users[name]
+        for text in (certificate.with_dcs, certificate.subject_text):
+            if text and text in self.users:
+                return self.users[text]
+        return None
 
     def default_identity(self) -> Identity | None:
         """The `no_auth_user` identity, used when a client sends an op before CONNECT."""
         if not self.no_auth_user:
             return None
         entry = self.users.get(self.no_auth_user) or self.nkeys.get(self.no_auth_user)
-        return Identity(entry.user or entry.nkey, entry.permissions) if entry else None
+        return _identity(entry) if entry else None
+
+
+def _identity(user: User) -> Identity:
+    return Identity(user.user or user.nkey, user.permissions, user.account)
+
+
+def parse_dn(text: str) -> tuple[tuple[tuple[str, str], ...], ...] | None:
+    """A distinguished name as RFC 4514 writes it (`CN=alice,O=Acme`): its RDNs, each a sorted
+    tuple of (attribute type in lower case, value), to compare with a certificate's subject;
+    None if it is not one."""
+    rdns = []
+    for rdn in _split_unescaped(text, ","):
+        attributes = []
+        for part in _split_unescaped(rdn, "+"):
+            kind, eq, value = part.partition("=")
+            if not eq or not kind.strip():
+                return None
+            name = kind.strip().lower()
+            attributes.append((DN_ALIASES.get(name, name), _unescape(value.strip())))
+        rdns.append(tuple(sorted(attributes)))
+    return tuple(rdns)
+
+
+def _split_unescaped(text: str, separator: str) -> list[str]:
+    parts, current, escaped = [], [], False
+    for char in text:
+        if escaped:
+            current.append("\\" + char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == separator:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def _unescape(value: str) -> str:
+    out, index = [], 0
+    while index < len(value):
+        char = value[index]
+        if char == "\\" and index + 1 < len(value):
+            pair = value[index + 1:index + 3]
+            if len(pair) == 2 and all(c in "0123456789abcdefABCDEF" for c in pair):
+                out.append(chr(int(pair, 16)))
+                index += 3
+                continue
+            out.append(value[index + 1])
+            index += 2
+            continue
+        out.append(char)
+        index += 1
+    return "".join(out)
 
 
 def new_nonce() -> str:

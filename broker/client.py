@@ -16,6 +16,7 @@ import time
 from typing import Protocol
 
 from broker import protocol
+from broker.account import Account
 from broker.auth import Identity, PermissionChecker
 from broker.logger import logger
 from broker.outbuf import OutBuffer
@@ -35,7 +36,7 @@ from broker.session import (
 )
 from broker.sublist import Subscription
 from broker.tls import CLOSED_REASON as TLS_HANDSHAKE_FAILURE
-from broker.tls import NotTLS, ServerTLS, handshake_failure
+from broker.tls import NotTLS, ServerTLS, client_certificate, handshake_failure
 
 __all__ = ["CLIENT_PROTO_INFO", "ClientConnection", "ClientHost", "ClosedReason"]
 
@@ -63,15 +64,22 @@ class ClientHost(SessionHost, Protocol):
 
     def info_changed_since(self, when: float) -> bool: ...
 
-    def route(self, subject: bytes, reply: bytes, hdr: int, payload: bytes,
+    @property
+    def global_account(self) -> Account:
+        """Where connections are until their user is known (and for good without accounts)."""
+        ...
+
+    def account_of(self, identity: Identity | None) -> Account: ...
+
+    def route(self, account: Account, subject: bytes, reply: bytes, hdr: int, payload: bytes,
               origin: ClientConnection | None) -> int:
-        """Deliver a publish; how many subscriptions got it."""
+        """Deliver a publish in `account`; how many subscriptions got it."""
 
     def no_responders(self, client: ClientConnection, subject: bytes, reply: bytes) -> None: ...
 
-    def add_sub(self, sub: Subscription) -> None: ...
+    def add_sub(self, account: Account, sub: Subscription) -> None: ...
 
-    def remove_sub(self, sub: Subscription) -> None: ...
+    def remove_sub(self, account: Account, sub: Subscription) -> None: ...
 
     def mark_dirty(self, client: ClientConnection) -> None:
         """Call `client.flush()` at the end of this loop turn."""
@@ -86,6 +94,8 @@ class ClientConnection(OutBuffer, asyncio.Protocol):
         # Inside a WebSocket (broker.websocket): TLS, if any, is the WebSocket listener's.
         self.websocket = websocket
         self.cid = server.next_client_id()
+        # The subject space this connection publishes and subscribes in: its user's account.
+        self.account = server.global_account
         self.session = ClientSession(server, self, self.cid, server.loop.time)
         self.max_pending = server.options.max_pending
         self.close_reason = ""
@@ -212,6 +222,9 @@ class ClientConnection(OutBuffer, asyncio.Protocol):
     def _start_session(self) -> None:
         """The connection is ready for the protocol: start the session's timers."""
         session = self.session
+        peer = self.transport.get_extra_info("peercert") if self.transport is not None else None
+        if peer:  # a verified client certificate (tls { verify: true })
+            session.certificate = client_certificate(peer)
         loop = self.server.loop
         auth_deadline = session.auth_deadline()
         if auth_deadline is not None:
@@ -254,6 +267,7 @@ class ClientConnection(OutBuffer, asyncio.Protocol):
         session = self.session
         server = self.server
         route = server.route
+        account = self.account
         n_in = b_in = 0
         for event in events:
             if event[0] == PUB and not session.pub_checks:
@@ -261,7 +275,7 @@ class ClientConnection(OutBuffer, asyncio.Protocol):
                 _, subject, reply, hdr, payload = event
                 n_in += 1
                 b_in += len(payload)
-                if not route(subject, reply, hdr, payload, self) and reply and \
+                if not route(account, subject, reply, hdr, payload, self) and reply and \
                         session.no_responders:
                     server.no_responders(self, subject, reply)
                 continue
@@ -273,13 +287,14 @@ class ClientConnection(OutBuffer, asyncio.Protocol):
                     _, subject, reply, hdr, payload = action
                     n_in += 1
                     b_in += len(payload)
-                    if not route(subject, reply, hdr, payload, self) and reply and \
+                    if not route(account, subject, reply, hdr, payload, self) and reply and \
                             session.no_responders:
                         server.no_responders(self, subject, reply)
                 elif kind == SEND:  # the most frequent (verbose +OK), without the _apply call
                     self.send(action[1])
                 else:
                     self._apply(action)
+                    account = self.account  # AUTHENTICATED binds the user's account
         if n_in:
             self.in_msgs += n_in
             self.in_bytes += b_in
@@ -291,10 +306,11 @@ class ClientConnection(OutBuffer, asyncio.Protocol):
         if kind == SEND:
             self.send(action[1])
         elif kind == SUBSCRIBE:
-            self.server.add_sub(action[1])
+            self.server.add_sub(self.account, action[1])
         elif kind == UNSUBSCRIBE:
-            self.server.remove_sub(action[1])
+            self.server.remove_sub(self.account, action[1])
         elif kind == AUTHENTICATED:
+            self.account = self.server.account_of(self.session.identity)
             if self._auth_timer is not None:
                 self._auth_timer.cancel()
                 self._auth_timer = None
@@ -317,7 +333,7 @@ class ClientConnection(OutBuffer, asyncio.Protocol):
     def remove_subscription(self, sub: Subscription) -> None:
         """The delivery path's hook: `sub` reached its delivery limit."""
         if self.session.drop_subscription(sub):
-            self.server.remove_sub(sub)
+            self.server.remove_sub(self.account, sub)
 
     # Timers
 
@@ -386,7 +402,7 @@ class ClientConnection(OutBuffer, asyncio.Protocol):
         self._ping_timer = self._auth_timer = self._write_timer = None
         server = self.server
         for sub in self.session.take_subscriptions():
-            server.remove_sub(sub)
+            server.remove_sub(self.account, sub)
         server.forget(self)
         logger.debug("%s - cid:%d - Client connection closed: %s", self._addr(), self.cid, reason)
 

@@ -116,11 +116,6 @@ class JetStreamView(Protocol[S_co]):
     def domain(self) -> str: ...
 
 
-class SublistView(Protocol):
-    @property
-    def count(self) -> int: ...
-
-
 class OptionsView(Protocol):
     @property
     def max_payload(self) -> int: ...
@@ -145,7 +140,9 @@ class MetricsServer(Protocol[S]):
     def total_connections(self) -> int: ...
 
     @property
-    def sublist(self) -> SublistView: ...
+    def subscription_count(self) -> int:
+        """Subscriptions over every account."""
+        ...
 
     @property
     def slow_consumers(self) -> int: ...
@@ -283,7 +280,7 @@ def varz_families(server: MetricsServer[S]) -> list[Family]:
     values: tuple[tuple[str, str, int], ...] = (
         ("connections", "Current client connections", len(server.clients)),
         ("total_connections", "Client connections since start", server.total_connections),
-        ("subscriptions", "Current subscriptions", server.sublist.count),
+        ("subscriptions", "Current subscriptions", server.subscription_count),
         ("in_msgs", "Messages received from clients", in_msgs),
         ("out_msgs", "Messages sent to clients", out_msgs),
         ("in_bytes", "Payload bytes received from clients", in_bytes),

@@ -17,6 +17,7 @@ from collections import deque
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from broker.account import Account
 from broker.auth import Authenticator
 from broker.client import ClientConnection
 from broker.jetstream.cluster.jetstream_cluster import JetStreamCluster
@@ -24,12 +25,12 @@ from broker.jetstream.jetstream import JetStream, LocalStream
 from broker.logger import logger
 from broker.metrics import JetStreamSummary, render_metrics
 from broker.route import RouteManager
-from broker.sublist import Sublist, Subscription
+from broker.sublist import Subscription
 from broker.version import PROTO, RUNTIME, SERVER_VERSION
 from common.gotime import ZERO_TIME, format_ns
 from common.gotime import format_duration as go_duration
 from common.subjects import subject_text
-from config.options import DEFAULT_TLS_TIMEOUT, Options
+from config.options import DEFAULT_TLS_TIMEOUT, GLOBAL_ACCOUNT, Options
 
 MAX_REQUEST_HEAD = 16 * 1024
 PROMETHEUS_TEXT = "text/plain; version=0.0.4"
@@ -59,12 +60,16 @@ class MonitoredServer(Protocol):
     slow_consumers: int
     stale_connections: int
     internal_publishes: int
-    sublist: Sublist
+    accounts: dict[str, Account]
     routes: RouteManager | None
     jetstream: JetStream | None
+    jetstreams: dict[str, JetStream]  # by account
     jetstream_cluster: JetStreamCluster | None
 
     def totals(self) -> tuple[int, int, int, int]: ...
+
+    @property
+    def subscription_count(self) -> int: ...
 
     def jetstream_ready(self) -> bool: ...
 
@@ -159,6 +164,39 @@ class MonitorServer:
             "/metrics": self.metrics,
         }
 
+    def endpoint(self, name: str, query: dict[str, str]) -> tuple[int, dict[str, Any]] | None:
+        """An endpoint by the name the system account's requests use (`$SYS.REQ.SERVER.PING.
+        VARZ`...), with the options of its HTTP query; None for a name not served here."""
+        handler = {"VARZ": self.varz, "CONNZ": self.connz, "SUBSZ": self.subsz,
+                   "ROUTEZ": self.routez, "HEALTHZ": self.healthz, "JSZ": self.jsz}.get(name)
+        return handler(query) if handler is not None else None
+
+    def statsz(self) -> dict[str, Any]:
+        """The server's statistics as `$SYS.REQ.SERVER.PING.STATSZ` reports them."""
+        s = self.server
+        in_msgs, in_bytes, out_msgs, out_bytes = s.totals()
+        routes = s.routes.routes if s.routes is not None else {}
+        body: dict[str, Any] = {
+            "start": rfc3339(s.start_time),
+            "mem": _rss_bytes(),
+            "cores": os.cpu_count() or 1,
+            "cpu": self._cpu_percent(),
+            "connections": len(s.clients),
+            "total_connections": s.total_connections,
+            "active_accounts": len({c.account.name for c in s.clients.values()}),
+            "subscriptions": s.subscription_count,
+            "sent": {"msgs": out_msgs, "bytes": out_bytes},
+            "received": {"msgs": in_msgs, "bytes": in_bytes},
+            "slow_consumers": s.slow_consumers,
+            "active_servers": len(routes) + 1,
+        }
+        if routes:
+            body["routes"] = [{"rid": r.rid, "name": r.remote_name,
+                               "sent": {"msgs": r.out_msgs, "bytes": r.out_bytes},
+                               "received": {"msgs": r.in_msgs, "bytes": r.in_bytes},
+                               "pending": len(r.out)} for r in routes.values()]
+        return body
+
     # Endpoints: each returns (status, JSON-able body or text).
 
     def index(self, query: dict[str, str]) -> tuple[int, str]:
@@ -217,13 +255,15 @@ class MonitorServer:
             "out_bytes": out_bytes,
             "slow_consumers": s.slow_consumers,
             "stale_connections": s.stale_connections,
-            "subscriptions": s.sublist.count,
+            "subscriptions": s.subscription_count,
             "http_req_stats": dict(self.requests),
             "config_load_time": rfc3339(s.config_load_time),
             "tags": opts.server_tags,
             "metadata": opts.server_metadata,
             "lame_duck_mode": s.lame_duck_mode,
         }
+        if not opts.no_system_account and opts.system_account:
+            body["system_account"] = opts.system_account
         if opts.tls is not None:  # nats-server omits both when false
             body["tls_required"] = True
             if opts.tls.verify:
@@ -246,16 +286,20 @@ class MonitorServer:
         js = self.server.jetstream
         if js is None:
             return {}
+        every = list(self.server.jetstreams.values())
         opts = self.server.options.jetstream
         return {
-            "config": {"max_memory": js.max_memory, "max_storage": js.max_storage,
+            "config": {"max_memory": js.server_max_memory, "max_storage": js.server_max_storage,
                        "store_dir": js.store_dir, "sync_always": opts.sync_interval is None,
                        "sync_interval": int((opts.sync_interval or 0) * 1e9),
                        "domain": js.domain, "strict": js.strict},
-            "stats": {"memory": js.usage("memory"), "storage": js.usage("file"),
-                      "reserved_memory": js.reserved("memory"),
-                      "reserved_storage": js.reserved("file"), "accounts": 1, "ha_assets": 0,
-                      "api": {"total": js.api_total, "errors": js.api_errors}},
+            "stats": {"memory": sum(j.usage("memory") for j in every),
+                      "storage": sum(j.usage("file") for j in every),
+                      "reserved_memory": sum(j.reserved("memory") for j in every),
+                      "reserved_storage": sum(j.reserved("file") for j in every),
+                      "accounts": len(every), "ha_assets": 0,
+                      "api": {"total": sum(j.api_total for j in every),
+                              "errors": sum(j.api_errors for j in every)}},
         }
 
     def connz(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -289,7 +333,9 @@ class MonitorServer:
     def subsz(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         s = self.server
         in_msgs = s.totals()[0]
-        stats = s.sublist.stats(in_msgs + s.internal_publishes)
+        sublist = s.accounts[GLOBAL_ACCOUNT].sublist
+        stats = sublist.stats(in_msgs + s.internal_publishes)
+        stats.num_subscriptions = sum(a.sublist.count for a in s.accounts.values())
         body: dict[str, Any] = {
             "server_id": s.server_id,
             "now": rfc3339(time.time()),
@@ -306,12 +352,15 @@ class MonitorServer:
             offset = _int(query.get("offset"), 0)
             limit = _int(query.get("limit"), DEFAULT_CONNZ_LIMIT)
             test = query.get("test", "").encode()
-            subs = [sub for sub in s.sublist if sub.client is not None]
-            if test:
-                result = s.sublist.match(test)
-                matched = {id(sub) for sub, _ in result.psubs}
-                matched.update(id(sub) for group in result.qsubs for sub in group)
-                subs = [sub for sub in subs if id(sub) in matched]
+            subs = []
+            for account in s.accounts.values():
+                found = [sub for sub in account.sublist if sub.client is not None]
+                if test:
+                    result = account.sublist.match(test)
+                    matched = {id(sub) for sub, _ in result.psubs}
+                    matched.update(id(sub) for group in result.qsubs for sub in group)
+                    found = [sub for sub in found if id(sub) in matched]
+                subs += found
             body.update({"total": len(subs), "offset": offset, "limit": limit,
                          "subscriptions_list": [_sub_info(sub) for sub in
                                                 subs[offset:offset + limit]]})
@@ -334,7 +383,7 @@ class MonitorServer:
         if js is None:
             body["disabled"] = True
             return 200, body
-        streams = list(js.streams.values())
+        streams = [st for j in s.jetstreams.values() for st in j.streams.values()]
         varz = self._jetstream_varz()
         body.update(varz["stats"])
         body.update({"config": varz["config"], **_stream_totals(streams)})
@@ -343,11 +392,11 @@ class MonitorServer:
         detail = _flag(query, "streams") or _flag(query, "consumers") or _flag(query, "accounts")
         if detail:
             body["account_details"] = [{
-                "name": "$G", "id": "$G",
+                "name": name, "id": name,
                 "stream_detail": [self._stream_detail(st, _flag(query, "consumers"),
                                                       _flag(query, "config"))
-                                  for st in streams],
-            }]
+                                  for st in account_js.streams.values()],
+            } for name, account_js in sorted(s.jetstreams.items())]
         return 200, body
 
     def _stream_detail(self, stream: LocalStream, consumers: bool, config: bool
@@ -399,7 +448,8 @@ class MonitorServer:
             return None
         varz = self._jetstream_varz()
         config, stats = varz["config"], varz["stats"]
-        totals = _stream_totals(list(js.streams.values()))
+        totals = _stream_totals([st for j in self.server.jetstreams.values()
+                                 for st in j.streams.values()])
         return JetStreamSummary(
             max_memory=config["max_memory"], max_storage=config["max_storage"],
             streams=totals["streams"], consumers=totals["consumers"],
@@ -459,6 +509,7 @@ def connection_info(c: ClientConnection, subs: str = "") -> dict[str, Any]:
         info["tls_version"], info["tls_cipher_suite"] = tls
     if c.identity is not None and c.identity.name:
         info["authorized_user"] = c.identity.name
+        info["account"] = c.account.name
     if c.closed:
         info["stop"] = rfc3339(c.stop)
         info["reason"] = c.close_reason

@@ -22,12 +22,13 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from broker import routeproto as rp
+from broker.account import Account
 from broker.logger import logger
 from broker.outbuf import OutBuffer
-from broker.sublist import Sublist, Subscription
+from broker.sublist import Subscription
 from broker.tls import RouteTLS, route_tls
 from common.subjects import subject_text
-from config.options import Options
+from config.options import GLOBAL_ACCOUNT, Options
 
 RECONNECT_MIN = 0.05
 RECONNECT_MAX = 2.0
@@ -53,18 +54,19 @@ class RouteHost(Protocol):
     @property
     def name(self) -> str: ...
 
-    @property
-    def sublist(self) -> Sublist: ...
+    def account_named(self, name: bytes) -> Account | None:
+        """The account a peer names on an interest or message line (None: not ours)."""
+        ...
 
     def next_client_id(self) -> int: ...
 
-    def route_from_peer(self, subject: bytes, reply: bytes, queue: bytes | None, hdr: int,
-                        payload: bytes) -> None: ...
+    def route_from_peer(self, account: bytes, subject: bytes, reply: bytes,
+                        queue: bytes | None, hdr: int, payload: bytes) -> None: ...
 
-    def deliver_from_peer(self, target: bytes, subject: bytes, reply: bytes,
+    def deliver_from_peer(self, account: bytes, target: bytes, subject: bytes, reply: bytes,
                           queue: bytes | None, hdr: int, payload: bytes) -> None: ...
 
-    def interest_changed(self, pattern: bytes) -> None: ...
+    def interest_changed(self, account: Account, pattern: bytes) -> None: ...
 
     def mark_dirty(self, client: RouteConnection) -> None:
         """Call `route.flush()` at the end of this loop turn."""
@@ -115,7 +117,8 @@ class RouteConnection(OutBuffer, asyncio.Protocol):
         self.established = False
         self._got_info = False
         self._authorized = bool(solicited)  # we dialled: the peer authorizes us, not the reverse
-        self._subs: dict[tuple[bytes, bytes | None], Subscription] = {}
+        # The peer's interest: (account, subject, queue) -> its subscription in that account.
+        self._subs: dict[tuple[Account, bytes, bytes | None], Subscription] = {}
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pings_out = 0
@@ -156,25 +159,26 @@ class RouteConnection(OutBuffer, asyncio.Protocol):
         kind = event[0]
         if kind == rp.MSG:
             if self.established:
-                _, subject, reply, queue, hdr, payload = event
+                _, account, subject, reply, queue, hdr, payload = event
                 self.in_msgs += 1
                 self.in_bytes += len(payload)
-                self.server.route_from_peer(subject, reply, queue, hdr, payload)
+                self.server.route_from_peer(account, subject, reply, queue, hdr, payload)
         elif kind == rp.DELIVER:
             if self.established:
-                _, target, subject, reply, queue, hdr, payload = event
+                _, account, target, subject, reply, queue, hdr, payload = event
                 self.in_msgs += 1
                 self.in_bytes += len(payload)
-                self.server.deliver_from_peer(target, subject, reply, queue, hdr, payload)
+                self.server.deliver_from_peer(account, target, subject, reply, queue, hdr,
+                                              payload)
         elif kind == rp.RAFT:
             if self.established:
                 self.manager.on_raft(self, event[1], event[2])
         elif kind == rp.SUB:
             if self.established:
-                self._remote_sub(event[1], event[2], event[3])
+                self._remote_sub(event[1], event[2], event[3], event[4])
         elif kind == rp.UNSUB:
             if self.established:
-                self._remote_unsub(event[1], event[2])
+                self._remote_unsub(event[1], event[2], event[3])
         elif kind == rp.PING:
             self.send(b"PONG\r\n")
         elif kind == rp.PONG:
@@ -236,32 +240,43 @@ class RouteConnection(OutBuffer, asyncio.Protocol):
             self._handshake_timer = None
         self._ping_timer = self.server.loop.call_later(self.manager.ping_interval, self._ping)
 
-    def _remote_sub(self, subject: bytes, queue: bytes | None, weight: int) -> None:
-        key = (subject, queue)
+    def _remote_sub(self, name: bytes, subject: bytes, queue: bytes | None,
+                    weight: int) -> None:
+        account = self.server.account_named(name)
+        if account is None:
+            self.manager.unknown_account(self, name)
+            return
+        key = (account, subject, queue)
         sub = self._subs.get(key)
         if sub is not None:
             if queue is not None and weight != sub.weight:
                 # Re-indexed so cached match results see the new share of the load.
-                self.server.sublist.remove(sub)
+                account.sublist.remove(sub)
                 sub.weight = max(weight, 1)
-                self.server.sublist.insert(sub)
+                account.sublist.insert(sub)
             return
         sub = Subscription(subject, b"", self, queue)
         sub.weight = max(weight, 1)
         self._subs[key] = sub
-        self.server.sublist.insert(sub)
-        self.server.interest_changed(subject)
+        account.sublist.insert(sub)
+        self.server.interest_changed(account, subject)
 
-    def _remote_unsub(self, subject: bytes, queue: bytes | None) -> None:
-        sub = self._subs.pop((subject, queue), None)
+    def _remote_unsub(self, name: bytes, subject: bytes, queue: bytes | None) -> None:
+        account = self.server.account_named(name)
+        if account is None:
+            return
+        sub = self._subs.pop((account, subject, queue), None)
         if sub is not None:
-            self.server.sublist.remove(sub)
-            self.server.interest_changed(subject)
+            account.sublist.remove(sub)
+            self.server.interest_changed(account, subject)
 
     def interest(self) -> list[str]:
-        """The peer's interest, as /routez lists it."""
-        return [subject_text(subject) + (" " + subject_text(queue) if queue else "")
-                for subject, queue in self._subs]
+        """The peer's interest, as /routez lists it (the global account's as bare subjects)."""
+        listed = []
+        for account, subject, queue in self._subs:
+            text = subject_text(subject) + (" " + subject_text(queue) if queue else "")
+            listed.append(text if account.is_global else f"{account.name} {text}")
+        return listed
 
     def remove_subscription(self, sub: Subscription) -> None:
         """The delivery path's auto-unsubscribe hook; route interest has no message limit."""
@@ -310,11 +325,11 @@ class RouteConnection(OutBuffer, asyncio.Protocol):
         for timer in (self._handshake_timer, self._ping_timer):
             if timer is not None:
                 timer.cancel()
-        subs = list(self._subs.values())
+        subs = list(self._subs.items())
         self._subs.clear()
-        for sub in subs:
-            self.server.sublist.remove(sub)
-            self.server.interest_changed(sub.subject)
+        for (account, _, _), sub in subs:
+            account.sublist.remove(sub)
+            self.server.interest_changed(account, sub.subject)
         self.manager.forget(self, reason)
 
     def _label(self) -> str:
@@ -337,7 +352,9 @@ class RouteManager:
         self._self_urls: set[str] = set()
         self._url_names: dict[str, str] = {}  # a dialled URL -> the server it leads to
         self._tasks: set[asyncio.Task] = set()
-        self._interest: dict[tuple[bytes, bytes | None], int] = {}  # local interest refcounts
+        # Local interest refcounts: (account, subject, queue) -> subscriptions here.
+        self._interest: dict[tuple[bytes, bytes, bytes | None], int] = {}
+        self._unknown_accounts: set[bytes] = set()  # named by peers, logged once each
         self._closing = False
         self.malformed = 0
         self.refused = 0
@@ -345,8 +362,8 @@ class RouteManager:
         # TLSConfigError when the files cannot be loaded (the server does not start).
         self.tls: RouteTLS | None = route_tls(opts.tls) if opts.tls is not None else None
         self._tls_failing: set[str] = set()  # dialled URLs whose handshake failed (logged once)
-        # Raft frames from a peer: (peer server name, group, frame bytes).
-        self.raft_handler: Callable[[str, bytes, bytes], None] | None = None
+        # Each account's view for its JetStream cluster, by the prefix of its Raft groups.
+        self._raft_views: dict[bytes, AccountRoutes] = {}
         # Peer joined or left: (peer server name, up).
         self.peer_listeners: list[Callable[[str, bool], None]] = []
 
@@ -564,28 +581,38 @@ class RouteManager:
 
     # Interest propagation
 
-    def local_interest(self, subject: bytes, queue: bytes | None, added: bool) -> None:
+    def local_interest(self, account: bytes, subject: bytes, queue: bytes | None,
+                       added: bool) -> None:
         """A local subscription came or went. Peers hear of a subject when its first subscriber
         comes and its last goes; of a queue group's member count whenever it changes."""
-        key = (subject, queue)
+        key = (account, subject, queue)
         count = self._interest.get(key, 0) + (1 if added else -1)
         if count < 0:
             return
         if count == 0:
             del self._interest[key]
-            self._broadcast(rp.unsub_line(subject, queue))
+            self._broadcast(rp.unsub_line(account, subject, queue))
             return
         self._interest[key] = count
         if (added and count == 1) or queue is not None:
-            self._broadcast(rp.sub_line(subject, queue, count))
+            self._broadcast(rp.sub_line(account, subject, queue, count))
+
+    def unknown_account(self, route: RouteConnection, name: bytes) -> None:
+        """A peer's interest in an account this server does not have: their configurations
+        differ. Logged once per account; the interest is ignored."""
+        if name in self._unknown_accounts:
+            return
+        self._unknown_accounts.add(name)
+        logger.warning("Route %s: interest in unknown account %r ignored (the servers' "
+                       "accounts differ)", route.remote_name, subject_text(name))
 
     def _broadcast(self, frame: bytes) -> None:
         for route in self.routes.values():
             route.send(frame)
 
     def _send_interest(self, route: RouteConnection) -> None:
-        lines = [rp.sub_line(subject, queue, count)
-                 for (subject, queue), count in self._interest.items()]
+        lines = [rp.sub_line(account, subject, queue, count)
+                 for (account, subject, queue), count in self._interest.items()]
         if lines:
             route.send(b"".join(lines))
 
@@ -613,6 +640,12 @@ class RouteManager:
 
     # Raft transport
 
+    def for_account(self, account: str) -> AccountRoutes:
+        """The routes as one account's JetStream cluster uses them (`ClusterRoutes`)."""
+        view = AccountRoutes(self, account)
+        self._raft_views[view.prefix] = view
+        return view
+
     def send_raft(self, peer_name: str, group: bytes, frame: bytes) -> bool:
         for route in self.routes.values():
             if route.remote_name == peer_name:
@@ -621,12 +654,15 @@ class RouteManager:
         return False
 
     def on_raft(self, route: RouteConnection, group: bytes, frame: bytes) -> None:
-        if self.raft_handler is not None:
-            try:
-                self.raft_handler(route.remote_name, group, frame)
-            except Exception:  # a bad frame must not take the route down
-                self.malformed += 1
-                logger.exception("Raft frame from %s dropped", route.remote_name)
+        account, slash, name = group.rpartition(b"/")
+        view = self._raft_views.get(account + slash)
+        if view is None or view.raft_handler is None:
+            return  # an account whose JetStream is not (yet) running here
+        try:
+            view.raft_handler(route.remote_name, name, frame)
+        except Exception:  # a bad frame must not take the route down
+            self.malformed += 1
+            logger.exception("Raft frame from %s dropped", route.remote_name)
 
     # Monitoring
 
@@ -638,6 +674,32 @@ class RouteManager:
         for route in self.routes.values():
             urls += route.remote_client_urls
         return sorted(set(urls))
+
+
+class AccountRoutes:
+    """One account's view of the routes, for its JetStream cluster: its Raft groups travel as
+    `<account>/<group>` (the global account's under their bare names), so every account runs
+    its own groups over the same connections."""
+
+    def __init__(self, manager: RouteManager, account: str) -> None:
+        self.manager = manager
+        self.prefix = b"" if account == GLOBAL_ACCOUNT else account.encode() + b"/"
+        self.name = manager.name
+        self.options = manager.options
+        # Raft frames from a peer: (peer server name, group, frame bytes).
+        self.raft_handler: Callable[[str, bytes, bytes], None] | None = None
+
+    def send_raft(self, peer_name: str, group: bytes, frame: bytes) -> bool:
+        return self.manager.send_raft(peer_name, self.prefix + group, frame)
+
+    def bootstrap_peers(self) -> list[str] | None:
+        return self.manager.bootstrap_peers()
+
+    def routes_include_self(self) -> bool:
+        return self.manager.routes_include_self()
+
+    def jetstream_peers(self) -> list[str]:
+        return self.manager.jetstream_peers()
 
 
 def _same(given: object, expected: str) -> bool:

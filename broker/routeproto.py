@@ -5,19 +5,23 @@ Text control lines like the client protocol, in the shape of nats-server's route
     INFO {json}                    who I am: server id and name, cluster, client URLs, known routes
     CONNECT {json}                 the soliciting side's credentials and identity
     PING / PONG                    keepalive
-    RS+ <subject> [<queue> <weight>]   interest added (one line per distinct subject/queue)
-    RS- <subject> [<queue>]            interest removed
-    RMSG <subject> [reply] <size>      a message for the receiver's plain subscribers
-    HRMSG <subject> [reply] <hdr> <size>
-    RMSGQ <subject> <queue> [reply] <size>     for one member of that queue group
-    HRMSGQ <subject> <queue> [reply] <hdr> <size>
-    DMSG <target> <subject> [reply] <size>     for the receiver's subscribers of `target`, shown
-    HDMSG / DMSGQ / HDMSGQ                      under `subject` (JetStream deliveries); the queue
-                                                forms name the group after the subject
+    RS+ <account> <subject> [<queue> <weight>]   interest added (one line per distinct
+                                                 subject/queue of an account)
+    RS- <account> <subject> [<queue>]            interest removed
+    RMSG <account> <subject> [reply] <size>      a message for the receiver's plain subscribers
+    HRMSG <account> <subject> [reply] <hdr> <size>
+    RMSGQ <account> <subject> <queue> [reply] <size>     for one member of that queue group
+    HRMSGQ <account> <subject> <queue> [reply] <hdr> <size>
+    DMSG <account> <target> <subject> [reply] <size>     for the receiver's subscribers of
+    HDMSG / DMSGQ / HDMSGQ                      `target`, shown under `subject` (JetStream
+                                                deliveries); the queue forms name the group
+                                                after the subject
     RAFT <group> <size>            a binary Raft frame for the receiving server's member of `group`
     -ERR '<text>'
 
-A route never forwards what it received from another route (the cluster is a full mesh).
+Every interest and message line names its account first, as nats-server's route protocol does:
+accounts are isolated subject spaces, on every server alike. A route never forwards what it
+received from another route (the cluster is a full mesh).
 Wire compatibility with Go servers is not a goal (compat.md §5).
 """
 
@@ -27,13 +31,13 @@ INFO = 1
 CONNECT = 2
 PING = 3
 PONG = 4
-SUB = 5  # (SUB, subject, queue | None, weight)
-UNSUB = 6  # (UNSUB, subject, queue | None)
-MSG = 7  # (MSG, subject, reply, queue | None, hdr, payload)
+SUB = 5  # (SUB, account, subject, queue | None, weight)
+UNSUB = 6  # (UNSUB, account, subject, queue | None)
+MSG = 7  # (MSG, account, subject, reply, queue | None, hdr, payload)
 RAFT = 8  # (RAFT, group, payload)
 ERR = 9  # (ERR, text)
 FATAL = 10  # (FATAL, text)
-DELIVER = 11  # (DELIVER, target, subject, reply, queue | None, hdr, payload)
+DELIVER = 11  # (DELIVER, account, target, subject, reply, queue | None, hdr, payload)
 
 MAX_CONTROL_LINE = 64 * 1024
 MAX_PAYLOAD = 64 * 1024 * 1024  # Raft snapshots travel in chunks below this
@@ -109,6 +113,9 @@ def _payload_op(op: bytes, args: list[bytes]) -> tuple[int, tuple] | None:
             return _size(args[1]), (RAFT, args[0])
         queued = op.endswith(b"Q")
         with_headers = op.startswith(b"H")
+        if not args:
+            return None
+        account = args.pop(0)
         target: tuple[bytes, ...] = ()
         if op[with_headers] == ord("D"):
             if not args:
@@ -125,8 +132,8 @@ def _payload_op(op: bytes, args: list[bytes]) -> tuple[int, tuple] | None:
         if hdr > size:
             return None
         if target:
-            return size, (DELIVER, target[0], subject, reply, queue, hdr)
-        return size, (MSG, subject, reply, queue, hdr)
+            return size, (DELIVER, account, target[0], subject, reply, queue, hdr)
+        return size, (MSG, account, subject, reply, queue, hdr)
     except ValueError:
         return None
 
@@ -144,15 +151,15 @@ def _control_op(op: bytes, rest: bytes) -> tuple | None:
         return _PONG
     if op == b"RS+":
         args = rest.split()
-        if len(args) == 1:
-            return (SUB, args[0], None, 1)
-        if len(args) == 3 and args[2].isdigit():
-            return (SUB, args[0], args[1], int(args[2]))
+        if len(args) == 2:
+            return (SUB, args[0], args[1], None, 1)
+        if len(args) == 4 and args[3].isdigit():
+            return (SUB, args[0], args[1], args[2], int(args[3]))
         return None
     if op == b"RS-":
         args = rest.split()
-        if len(args) in (1, 2):
-            return (UNSUB, args[0], args[1] if len(args) == 2 else None)
+        if len(args) in (2, 3):
+            return (UNSUB, args[0], args[1], args[2] if len(args) == 3 else None)
         return None
     if op == b"INFO":
         return (INFO, rest)
@@ -165,30 +172,33 @@ def _control_op(op: bytes, rest: bytes) -> tuple | None:
 
 # Encoders.
 
-def sub_line(subject: bytes, queue: bytes | None = None, weight: int = 1) -> bytes:
+def sub_line(account: bytes, subject: bytes, queue: bytes | None = None, weight: int = 1,
+             ) -> bytes:
     if queue is None:
-        return b"RS+ %s\r\n" % subject
-    return b"RS+ %s %s %d\r\n" % (subject, queue, weight)
+        return b"RS+ %s %s\r\n" % (account, subject)
+    return b"RS+ %s %s %s %d\r\n" % (account, subject, queue, weight)
 
 
-def unsub_line(subject: bytes, queue: bytes | None = None) -> bytes:
+def unsub_line(account: bytes, subject: bytes, queue: bytes | None = None) -> bytes:
     if queue is None:
-        return b"RS- %s\r\n" % subject
-    return b"RS- %s %s\r\n" % (subject, queue)
+        return b"RS- %s %s\r\n" % (account, subject)
+    return b"RS- %s %s %s\r\n" % (account, subject, queue)
 
 
-def queue_msg(subject: bytes, queue: bytes, reply: bytes, hdr: int, payload: bytes) -> bytes:
+def queue_msg(account: bytes, subject: bytes, queue: bytes, reply: bytes, hdr: int,
+              payload: bytes) -> bytes:
     """A message for one member of `queue` on the receiving server."""
-    return _frame(b"RMSGQ", subject + b" " + queue, reply, hdr, payload)
+    return _frame(b"RMSGQ", b"%s %s %s" % (account, subject, queue), reply, hdr, payload)
 
 
-def deliver_msg(target: bytes, subject: bytes, queue: bytes | None, reply: bytes, hdr: int,
-                payload: bytes) -> bytes:
+def deliver_msg(account: bytes, target: bytes, subject: bytes, queue: bytes | None,
+                reply: bytes, hdr: int, payload: bytes) -> bytes:
     """A message for the receiver's subscribers of `target` (one member of `queue` when given),
     shown to them under `subject`."""
     if queue is None:
-        return _frame(b"DMSG", target + b" " + subject, reply, hdr, payload)
-    return _frame(b"DMSGQ", target + b" " + subject + b" " + queue, reply, hdr, payload)
+        return _frame(b"DMSG", b"%s %s %s" % (account, target, subject), reply, hdr, payload)
+    return _frame(b"DMSGQ", b"%s %s %s %s" % (account, target, subject, queue), reply, hdr,
+                  payload)
 
 
 def _frame(op: bytes, head: bytes, reply: bytes, hdr: int, payload: bytes) -> bytes:

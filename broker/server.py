@@ -25,24 +25,41 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from broker import protocol
+from broker import headers, protocol
 from broker import routeproto as rp
-from broker.auth import Authenticator
+from broker.account import (
+    MAX_IMPORT_HOPS,
+    Account,
+    InterestCallback,
+    service_import_map,
+    stream_import_map,
+)
+from broker.accountbus import AccountBus
+from broker.auth import Authenticator, Identity
 from broker.client import CLIENT_PROTO_INFO, ClientConnection, ClosedReason
-from broker.jetstream.api import JetStreamApi
-from broker.jetstream.bus import InterestCallback
+from broker.jetstream.api import JetStreamApi, refuse_without_jetstream
 from broker.jetstream.cluster.jetstream_cluster import JetStreamCluster
 from broker.jetstream.jetstream import JetStream
 from broker.logger import logger, set_levels
 from broker.monitor import MonitorServer, connection_info
+from broker.operator import Operator
 from broker.outbuf import Flushable
 from broker.route import RouteManager
-from broker.sublist import InternalHandler, MatchResult, Sublist, Subscription, msg_start
+from broker.sublist import InternalHandler, MatchResult, Subscription, msg_start
+from broker.system import SystemServices
 from broker.tls import ServerTLS, TLSConfigError, monitoring_context, server_tls
 from broker.version import PROTO, RUNTIME, SERVER_VERSION
 from broker.websocket import WebSocketConnection
-from common.subjects import subject_matches
-from config.options import RANDOM_PORT, Options, TLSOptions
+from common.subjects import subject_matches, subject_text
+from config.options import (
+    GLOBAL_ACCOUNT,
+    RANDOM_PORT,
+    AccountJetStream,
+    AccountOptions,
+    Import,
+    Options,
+    TLSOptions,
+)
 
 # Which TLS block of the options a held context serves (read again from the new options).
 TLSOptionsGetter = Callable[[Options], TLSOptions | None]
@@ -56,6 +73,50 @@ RELOADABLE = frozenset({
     "ping_max", "write_deadline", "lame_duck_duration", "lame_duck_grace_period", "server_tags",
     "server_metadata", "config_file", "tls",
 })
+
+
+class Relayed:
+    """The origin of a message that crossed into another account through an import: a client's
+    message, shown as one, which no receiver's `echo: false` concerns."""
+
+    echo = True
+    rtt = 0.0
+
+
+RELAYED = Relayed()
+# Who published a message being routed: a client, a relay through an import, or the server.
+Origin = ClientConnection | Relayed | None
+# An import's entry: routes one message into the other account; how many got it there.
+Bridge = Callable[[bytes, bytes, int, bytes, Origin], int]
+REQUEST_INFO = "Nats-Request-Info"  # what a responder behind a service import learns
+
+
+def _never_called(subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
+    """The handler of a bridge subscription (the server calls the bridge instead)."""
+
+
+def build_accounts(options: Options, operator: Operator | None) -> dict[str, Account]:
+    """The global account, the configured ones (in operator mode, those the operator signed)
+    and the system account (nats-server has it even when the configuration does not name it)."""
+    cache = not options.disable_sublist_cache
+    accounts = {GLOBAL_ACCOUNT: Account(GLOBAL_ACCOUNT, cache=cache)}
+    configured = operator.account_options() if operator is not None else options.accounts
+    for account in configured:
+        accounts[account.name] = Account(account.name, account, cache=cache)
+    system = options.system_account
+    if system and system not in accounts and not options.no_system_account:
+        accounts[system] = Account(system, AccountOptions(system), cache=cache)
+    return accounts
+
+
+def jetstream_accounts(options: Options, accounts: dict[str, Account],
+                       ) -> list[tuple[Account, AccountJetStream]]:
+    """The accounts JetStream serves, with their limits: as nats-server, the global account
+    alone when no accounts are configured, otherwise those whose config (or JWT) enables it."""
+    if not options.accounts and not options.operators:
+        return [(accounts[GLOBAL_ACCOUNT], AccountJetStream())]
+    return [(account, account.options.jetstream) for account in accounts.values()
+            if account.options.jetstream is not None]
 
 
 class StartupError(Exception):
@@ -94,9 +155,10 @@ class Server:
         self.server_id = new_server_id()
         self.name = options.server_name or self.server_id
         self.loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
-        self.sublist = Sublist(cache=not options.disable_sublist_cache)
-        self._lookup = self.sublist.cached
-        self.auth = Authenticator(options)
+        self.operator = Operator(options) if options.operators else None
+        self.accounts = build_accounts(options, self.operator)
+        self.global_account = self.accounts[GLOBAL_ACCOUNT]
+        self.auth = Authenticator(options, self.operator)
         self.headers_supported = not options.no_header_support
         self.client_tls: ServerTLS | None = None  # built at start, from options.tls
         self.clients: dict[int, ClientConnection] = {}
@@ -105,6 +167,9 @@ class Server:
         self.config_load_time = self.start_time
         self.lame_duck_mode = False
         self.ready = False
+        # JetStream per account that has it; `jetstream` is the first (the global account's
+        # when there are no accounts), which monitoring reports on.
+        self.jetstreams: dict[str, JetStream] = {}
         self.jetstream: JetStream | None = None
         self.jetstream_cluster: JetStreamCluster | None = None
         self.routes: RouteManager | None = None
@@ -126,6 +191,9 @@ class Server:
         self._flush_scheduled = False
         self._info_changed_at = 0.0
         self._listener: asyncio.AbstractServer | None = None
+        # Monitoring's data, served over HTTP (when a port is configured) and to the system
+        # account's requests.
+        self.monitoring = MonitorServer(self)
         self._monitor: MonitorServer | None = None
         self._websocket: asyncio.AbstractServer | None = None
         self.websocket_port = 0
@@ -138,10 +206,10 @@ class Server:
         self._shutdown_task: asyncio.Task | None = None
         self._lame_duck_task: asyncio.Task | None = None
         self._info_base = self._build_info_base()
-        # Literal subjects whose interest someone watches (push consumers): subject -> callbacks.
-        self._interest_watchers: dict[bytes, list[InterestCallback]] = {}
         # Server-side subscriptions that peers hear about (a stream leader's subjects...).
         self._propagated: set[Subscription] = set()
+        self._import_hops = 0  # accounts the message being routed has crossed (see _relay)
+        self._bridges: dict[Subscription, Bridge] = {}
 
     # Lifecycle
 
@@ -173,6 +241,10 @@ class Server:
         logger.info("  ID:       %s", self.server_id)
         if opts.cluster.port:
             await self._start_routes()
+        self._wire_imports()
+        system = self.accounts.get(opts.system_account)
+        if system is not None and not opts.no_system_account:
+            SystemServices(AccountBus(self, system), self, self.monitoring).subscribe()
         if opts.jetstream.enabled:
             self._start_jetstream()
         if opts.http_port or opts.https_port:
@@ -188,17 +260,105 @@ class Server:
         logger.info("Server is ready")
 
     def _start_jetstream(self) -> None:
-        """JetStream on this server, joined to the cluster when routes are configured (its
-        streams and consumers are then placed by the meta group)."""
-        js = JetStream(self, self.options.jetstream)
-        cluster = None
-        if self.routes is not None:
-            cluster = JetStreamCluster(js, self.routes)
-            js.join_cluster(cluster)
-        self.jetstream, self.jetstream_cluster = js, cluster
-        JetStreamApi(js, cluster).subscribe()
-        js.start()
+        """JetStream for each account that has it (the global account, when no accounts are
+        configured), each with its own API, streams and limits; joined to the cluster when
+        routes are configured (its streams and consumers are then placed by the meta group)."""
+        for account, limits in jetstream_accounts(self.options, self.accounts):
+            js = JetStream(AccountBus(self, account), self.options.jetstream, account.name,
+                           limits)
+            cluster = None
+            if self.routes is not None:
+                cluster = JetStreamCluster(js, self.routes.for_account(account.name))
+                js.join_cluster(cluster)
+            if self.jetstream is None:
+                self.jetstream, self.jetstream_cluster = js, cluster
+            account.jetstream = js
+            JetStreamApi(js, cluster).subscribe()
+            js.start(banner=not self.jetstreams)
+            self.jetstreams[account.name] = js
+        for account in self.accounts.values():
+            if account.jetstream is None:
+                refuse_without_jetstream(AccountBus(self, account))
         self._info_base = self._build_info_base()
+
+    def _wire_imports(self) -> None:
+        """Each import as a bridge between two accounts (see broker/account.py)."""
+        for account in self.accounts.values():
+            for imp in account.options.imports:
+                exporter = self.accounts.get(imp.account)
+                if exporter is None or \
+                        exporter.exports_to(account.name, imp.subject, imp.service) is None:
+                    # The config refuses this; an account JWT may still ask for it.
+                    logger.warning("Account %s: import of %r from %s not authorized, ignored",
+                                   account.name, imp.subject, imp.account)
+                    continue
+                if imp.service:
+                    self._bridge_service(account, exporter, imp)
+                else:
+                    self._bridge_stream(account, exporter, imp)
+
+    def _bridge_stream(self, importer: Account, exporter: Account, imp: Import) -> None:
+        """Messages published in `exporter` on the import's subjects, into `importer`."""
+        listen, mapping = stream_import_map(imp)
+
+        def relay(subject: bytes, reply: bytes, hdr: int, payload: bytes, origin: Origin) -> int:
+            return self._relay(importer, mapping.apply(subject), reply, hdr, payload)
+
+        self._add_bridge(exporter, listen, relay)
+
+    def _bridge_service(self, importer: Account, exporter: Account, imp: Import) -> None:
+        """Requests in `importer` on the import's subjects, into `exporter`, with a reply
+        subject of the exporter's that takes the responses back. The responder sees who asked
+        in a `Nats-Request-Info` header, as from nats-server."""
+        listen, mapping = service_import_map(imp)
+        export = exporter.exports_to(importer.name, imp.subject, service=True)
+        response_type = export.response_type if export is not None else "Singleton"
+        self._open_responses(exporter)
+
+        def request(subject: bytes, reply: bytes, hdr: int, payload: bytes,
+                    origin: Origin) -> int:
+            if reply:
+                reply = exporter.responses.open(importer, reply, response_type)
+            rtt = origin.rtt if origin is not None else 0.0
+            info = json.dumps({"acc": importer.name, "rtt": int(rtt * 1e9)},
+                              separators=(",", ":"))
+            block = headers.merge(payload[:hdr] if hdr > 0 else b"",
+                                  [(REQUEST_INFO, info)])
+            payload = block + (payload[hdr:] if hdr > 0 else payload)
+            return self._relay(exporter, mapping.apply(subject), reply, len(block), payload)
+
+        self._add_bridge(importer, listen, request)
+
+    def _add_bridge(self, account: Account, subject: str, cross: Bridge) -> None:
+        sub = self.subscribe_internal(account, subject, _never_called)
+        sub.bridge = True
+        self._bridges[sub] = cross
+
+    def _open_responses(self, exporter: Account) -> None:
+        """The exporter's response bridge, once: responses on `_R_.<id>.>` go back to the
+        requester. Peers route them here (it is propagated): only this server knows where."""
+        if exporter.response_sub is not None:
+            return
+
+        def respond(subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
+            pending = exporter.responses.take(subject)
+            if pending is not None:
+                self._relay(pending.account, pending.reply, reply, hdr, payload)
+
+        exporter.response_sub = self.subscribe_internal(
+            exporter, exporter.responses.wildcard, respond, propagate=True)
+
+    def _relay(self, account: Account, subject: bytes, reply: bytes, hdr: int,
+               payload: bytes) -> int:
+        """A message crossing into `account` through an import, shown as the client's it was;
+        dropped past MAX_IMPORT_HOPS (imports that form a cycle). How many got it."""
+        if self._import_hops >= MAX_IMPORT_HOPS:
+            return 0
+        self._import_hops += 1
+        try:
+            return self.route(account, subject, reply, hdr, payload, RELAYED)
+        finally:
+            self._import_hops -= 1
 
     async def _start_routes(self) -> None:
         try:
@@ -249,7 +409,7 @@ class Server:
                 raise StartupError(str(exc)) from None
         if context is not None:
             self._held_contexts.append((context, lambda o: o.tls))
-        self._monitor = MonitorServer(self)
+        self._monitor = self.monitoring
         self.monitor_port = await self._monitor.start(host, port, context)
         scheme = "https" if context is not None else "http"
         logger.info("Starting %s monitor on %s", scheme, _hostport(host, self.monitor_port))
@@ -270,15 +430,19 @@ class Server:
         return f"nats://{_hostport(host, self.client_port)}"
 
     def jetstream_ready(self) -> bool:
-        """Whether JetStream is enabled and serving."""
-        return self.jetstream is not None and self.jetstream.ready
+        """Whether JetStream is enabled and serving (in every account that has it)."""
+        return bool(self.jetstreams) and all(js.ready for js in self.jetstreams.values())
 
     def jetstream_health(self) -> tuple[int, dict[str, Any]]:
-        """/healthz's deep check: every stream recovered."""
-        if self.jetstream is None:
+        """/healthz's deep check: every stream of every account recovered."""
+        if not self.jetstreams:
             return 503, {"status": "unavailable", "status_code": 503,
                          "error": "JetStream not enabled"}
-        return self.jetstream.health()
+        for js in self.jetstreams.values():
+            status, body = js.health()
+            if status != 200:
+                return status, body
+        return 200, {"status": "ok"}
 
     def ports(self) -> dict[str, list[str]]:
         ports = {"nats": [self.client_url]}
@@ -325,8 +489,8 @@ class Server:
                 listener.close()
         for client in list(self.clients.values()):
             client.close(ClosedReason.SERVER_SHUTDOWN)
-        if self.jetstream is not None:
-            await self.jetstream.stop()
+        for js in self.jetstreams.values():
+            await js.stop()
         if self.routes is not None:
             await self.routes.stop()
         if self._monitor is not None:
@@ -353,14 +517,16 @@ class Server:
         logger.info("Entering lame duck mode, stop accepting new clients")
         if self._listener is not None:
             self._listener.close()
-        if self.jetstream is not None:
+        if self.jetstreams:
             # As nats-server: hand Raft leadership to peers first, then leave JetStream, so the
             # streams and consumers led here move on at once instead of after an election
             # timeout, and readiness (`/healthz?js-enabled=true`) fails while clients drain.
-            handed = await self.jetstream.hand_over(LAME_DUCK_HANDOVER)
+            handed = sum(await asyncio.gather(*(js.hand_over(LAME_DUCK_HANDOVER)
+                                                for js in self.jetstreams.values())))
             if handed:
                 logger.info("Lame duck: handed over leadership of %d raft groups", handed)
-            await self.jetstream.stop()
+            for js in self.jetstreams.values():
+                await js.stop()
         if not self.clients:
             await self.shutdown()  # nobody to migrate (nats-server does the same)
             return
@@ -398,7 +564,7 @@ class Server:
         for context, tls in renewed:
             context.load_cert_chain(tls.cert_file, tls.key_file)
         self.options = new
-        self.auth = type(self.auth)(new)
+        self.auth = type(self.auth)(new, self.operator)
         self.config_load_time = time.time()
         set_levels(new.debug, new.trace)
         self._info_base = self._build_info_base()
@@ -490,6 +656,14 @@ class Server:
     def info_version(self) -> str:
         return SERVER_VERSION
 
+    def identity(self) -> dict[str, Any]:
+        """Who this server is, as the system account's answers name it."""
+        opts = self.options
+        host = opts.host if opts.host not in ("", "0.0.0.0", "::") else "0.0.0.0"
+        return {"host": host, "cluster": self.routes.name if self.routes is not None else "",
+                "domain": opts.jetstream.domain, "tags": opts.server_tags,
+                "version": SERVER_VERSION, "jetstream": self.jetstream_ready()}
+
     def topology_changed(self) -> None:
         """A peer came or went: clients that understand async INFO get the new URL list."""
         self._info_changed_at = time.time()
@@ -531,16 +705,17 @@ class Server:
 
     # Routing (hot path)
 
-    def route(self, subject: bytes, reply: bytes, hdr: int, payload: bytes,
-              origin: ClientConnection | None) -> int:
-        """Deliver one message to every matching subscription. Returns how many got it.
+    def route(self, account: Account, subject: bytes, reply: bytes, hdr: int, payload: bytes,
+              origin: ClientConnection | Relayed | None) -> int:
+        """Deliver one message to every matching subscription of `account`. Returns how many
+        got it. `origin` None: the server's own message.
 
         Per-connection counters are the only bookkeeping here; server totals are summed from
         connections when asked for (see `totals`), which keeps this loop short.
         """
-        result = self._lookup(subject)
+        result = account.lookup(subject)
         if result is None:
-            result = self.sublist.match(subject)
+            result = account.sublist.match(subject)
         delivered = 0
         # The publisher when it asked not to get its own messages back (CONNECT echo: false).
         no_echo = origin if origin is not None and not origin.echo else None
@@ -557,8 +732,7 @@ class Server:
         for sub, start in result.psubs:
             client = sub.client
             if client is None:
-                self._deliver_internal(sub, subject, reply, hdr, payload)
-                delivered += 1
+                delivered += self._deliver_internal(sub, subject, reply, hdr, payload, origin)
                 continue
             if client is no_echo:
                 continue
@@ -580,13 +754,14 @@ class Server:
             if reply and client.tracks_responses:
                 client.perms.expect_response(reply)
         if result.qsubs:
-            delivered += self._route_queues(result.qsubs, subject, reply, hdr, payload, origin,
-                                            no_echo)
+            delivered += self._route_queues(account, result.qsubs, subject, reply, hdr, payload,
+                                            origin, no_echo)
         return delivered
 
-    def _route_queues(self, groups: list[list[Subscription]], subject: bytes, reply: bytes,
-                      hdr: int, payload: bytes, origin: ClientConnection | None,
-                      no_echo: ClientConnection | None) -> int:
+    def _route_queues(self, account: Account, groups: list[list[Subscription]], subject: bytes,
+                      reply: bytes, hdr: int, payload: bytes,
+                      origin: ClientConnection | Relayed | None,
+                      no_echo: ClientConnection | Relayed | None) -> int:
         """One member of each group gets the message; a peer's share is its member count."""
         delivered = 0
         for group in groups:
@@ -598,9 +773,10 @@ class Server:
                 sub = group[(first + i) % n]
                 client = sub.client
                 if client is None:
-                    self._deliver_internal(sub, subject, reply, hdr, payload)
+                    self._deliver_internal(sub, subject, reply, hdr, payload, origin)
                 elif client.is_route:
-                    client.send(rp.queue_msg(subject, queue, reply, hdr, payload))
+                    client.send(rp.queue_msg(account.name_bytes, subject, queue, reply, hdr,
+                                             payload))
                     client.out_msgs += 1
                     client.out_bytes += len(payload)
                 elif client is no_echo:
@@ -612,27 +788,35 @@ class Server:
                 break
         return delivered
 
-    def route_from_peer(self, subject: bytes, reply: bytes, queue: bytes | None, hdr: int,
-                        payload: bytes) -> None:
+    def route_from_peer(self, account_name: bytes, subject: bytes, reply: bytes,
+                        queue: bytes | None, hdr: int, payload: bytes) -> None:
         """A message a peer forwarded: for our own subscribers only (the mesh is full, nothing
-        goes on to another peer), for one local member of `queue` when the peer picked us."""
-        result = self._lookup(subject)
+        goes on to another peer), for one local member of `queue` when the peer picked us.
+        Import bridges are skipped: the peer crossed the accounts already."""
+        account = self.account_named(account_name)
+        if account is None:
+            return  # an account the peer has and we do not: a configuration mismatch
+        result = account.lookup(subject)
         if result is None:
-            result = self.sublist.match(subject)
+            result = account.sublist.match(subject)
         if queue is not None:
             self._deliver_to_queue_locally(result, queue, subject, reply, hdr, payload)
             return
         for sub, start in result.psubs:
             client = sub.client
             if client is None:
-                self._deliver_internal(sub, subject, reply, hdr, payload)
+                if not sub.bridge:
+                    self._deliver_internal(sub, subject, reply, hdr, payload)
             elif not client.is_route:
                 self._send(sub, start, reply, hdr, payload)
 
-    def deliver_from_peer(self, target: bytes, subject: bytes, reply: bytes,
-                          queue: bytes | None, hdr: int, payload: bytes) -> None:
+    def deliver_from_peer(self, account_name: bytes, target: bytes, subject: bytes,
+                          reply: bytes, queue: bytes | None, hdr: int, payload: bytes) -> None:
         """A peer's `deliver_as` for our subscribers of `target`."""
-        result = self.sublist.match(target)
+        account = self.account_named(account_name)
+        if account is None:
+            return
+        result = account.sublist.match(target)
         if queue is not None:
             self._deliver_to_queue_locally(result, queue, subject, reply, hdr, payload)
             return
@@ -666,17 +850,22 @@ class Server:
             client.perms.expect_response(reply)
 
     def _deliver_internal(self, sub: Subscription, subject: bytes, reply: bytes, hdr: int,
-                          payload: bytes) -> None:
-        """A server-side subscriber; its failure is logged, never the publisher's problem."""
+                          payload: bytes, origin: Origin = None) -> int:
+        """A server-side subscriber; its failure is logged, never the publisher's problem.
+        How many got the message: one, or for an import's bridge, those it reached in the
+        other account (none: the publisher hears "no responders")."""
         self.internal_out_msgs += 1
         try:
+            if sub.bridge:
+                return self._bridges[sub](subject, reply, hdr, payload, origin)
             sub.callback(subject, reply, hdr, payload)  # type: ignore[misc]
         except Exception:
             logger.exception("internal subscriber on %r failed", sub.subject)
+        return 1
 
     def no_responders(self, client: ClientConnection, subject: bytes, reply: bytes) -> None:
         """Tell a requester nobody listens: a 503 status to its own subscription on `reply`."""
-        for sub, _ in self.sublist.match(reply).psubs:
+        for sub, _ in client.account.sublist.match(reply).psubs:
             if sub.client is client:
                 # The 2.10 form; servers from 2.11 on add a Nats-Subject header.
                 client.send(b"HMSG %s %s 16 16\r\nNATS/1.0 503\r\n\r\n\r\n" % (reply, sub.sid))
@@ -700,7 +889,7 @@ class Server:
 
     # Internal (server-side) subscribers and publishers, for JetStream and system services.
 
-    def subscribe_internal(self, subject: str, handler: InternalHandler,
+    def subscribe_internal(self, account: Account, subject: str, handler: InternalHandler,
                            queue: str | None = None, propagate: bool = False) -> Subscription:
         """A server-side subscriber. Only a `propagate`d one draws messages from peers: most
         services (the JetStream API...) run on every server and answer locally."""
@@ -709,37 +898,38 @@ class Server:
                            queue.encode() if queue else None, handler)
         if propagate:
             self._propagated.add(sub)
-        self.add_sub(sub, propagate)
+        self.add_sub(account, sub, propagate)
         return sub
 
-    def unsubscribe_internal(self, sub: Subscription) -> None:
+    def unsubscribe_internal(self, account: Account, sub: Subscription) -> None:
         propagated = sub in self._propagated
         self._propagated.discard(sub)
-        self.remove_sub(sub, propagated)
+        self.remove_sub(account, sub, propagated)
 
-    def add_sub(self, sub: Subscription, propagate: bool = True) -> None:
-        self.sublist.insert(sub)
-        self.interest_changed(sub.subject)
+    def add_sub(self, account: Account, sub: Subscription, propagate: bool = True) -> None:
+        account.sublist.insert(sub)
+        self.interest_changed(account, sub.subject)
         if propagate and self.routes is not None:
-            self.routes.local_interest(sub.subject, sub.queue, True)
+            self.routes.local_interest(account.name_bytes, sub.subject, sub.queue, True)
 
-    def remove_sub(self, sub: Subscription, propagate: bool = True) -> None:
-        if not self.sublist.remove(sub):
+    def remove_sub(self, account: Account, sub: Subscription, propagate: bool = True) -> None:
+        if not account.sublist.remove(sub):
             return
-        self.interest_changed(sub.subject)
+        self.interest_changed(account, sub.subject)
         if propagate and self.routes is not None:
-            self.routes.local_interest(sub.subject, sub.queue, False)
+            self.routes.local_interest(account.name_bytes, sub.subject, sub.queue, False)
 
-    def deliver_as(self, target: bytes, subject: bytes, reply: bytes, hdr: int,
-                   payload: bytes) -> int:
+    def deliver_as(self, account: Account, target: bytes, subject: bytes, reply: bytes,
+                   hdr: int, payload: bytes) -> int:
         """Deliver to the subscribers of `target`, showing `subject` on the MSG line (JetStream
         delivers a stored message to a deliver subject or inbox under its own subject)."""
-        result = self.sublist.match(target)
+        result = account.sublist.match(target)
         delivered = 0
+        name = account.name_bytes
         for sub, _ in result.psubs:
             client = sub.client
             if client is not None and client.is_route:
-                client.send(rp.deliver_msg(target, subject, None, reply, hdr, payload))
+                client.send(rp.deliver_msg(name, target, subject, None, reply, hdr, payload))
                 delivered += 1
             else:
                 delivered += self._deliver_one(sub, subject, reply, hdr, payload)
@@ -747,7 +937,8 @@ class Server:
             sub = group[random.randrange(len(group))] if len(group) > 1 else group[0]
             client = sub.client
             if client is not None and client.is_route:
-                client.send(rp.deliver_msg(target, subject, sub.queue, reply, hdr, payload))
+                client.send(rp.deliver_msg(name, target, subject, sub.queue, reply, hdr,
+                                           payload))
                 delivered += 1
             else:
                 delivered += self._deliver_one(sub, subject, reply, hdr, payload)
@@ -762,38 +953,55 @@ class Server:
         self._send(sub, msg_start(subject, sub.sid), reply, hdr, payload)
         return 1
 
-    def has_interest(self, subject: bytes, queue: str = "") -> bool:
+    def has_interest(self, account: Account, subject: bytes, queue: str = "") -> bool:
         """Whether anything would receive `subject` (only members of `queue`, when given)."""
-        result = self.sublist.match(subject)
+        result = account.sublist.match(subject)
         if queue:
             wanted = queue.encode()
             return any(group and group[0].queue == wanted for group in result.qsubs)
         return bool(result.psubs or result.qsubs)
 
-    def watch_interest(self, subject: bytes, callback: InterestCallback) -> None:
+    def watch_interest(self, account: Account, subject: bytes,
+                       callback: InterestCallback) -> None:
         """Call `callback()` whenever a subscription that matches `subject` comes or goes."""
-        self._interest_watchers.setdefault(subject, []).append(callback)
+        account.interest_watchers.setdefault(subject, []).append(callback)
 
-    def unwatch_interest(self, subject: bytes, callback: InterestCallback) -> None:
-        callbacks = self._interest_watchers.get(subject, [])
+    def unwatch_interest(self, account: Account, subject: bytes,
+                         callback: InterestCallback) -> None:
+        watchers = account.interest_watchers
+        callbacks = watchers.get(subject, [])
         if callback in callbacks:
             callbacks.remove(callback)
         if not callbacks:
-            self._interest_watchers.pop(subject, None)
+            watchers.pop(subject, None)
 
-    def interest_changed(self, pattern: bytes) -> None:
-        """A subscription on `pattern` was added or removed."""
-        if not self._interest_watchers:
+    def interest_changed(self, account: Account, pattern: bytes) -> None:
+        """A subscription on `pattern` was added to or removed from `account`."""
+        if not account.interest_watchers:
             return
-        for subject, callbacks in list(self._interest_watchers.items()):
+        for subject, callbacks in list(account.interest_watchers.items()):
             if subject_matches(pattern, subject):
                 for callback in list(callbacks):
                     callback()
 
-    def publish_internal(self, subject: bytes, reply: bytes = b"", payload: bytes = b"",
-                         hdr: int = -1) -> int:
+    def publish_internal(self, account: Account, subject: bytes, reply: bytes = b"",
+                         payload: bytes = b"", hdr: int = -1) -> int:
         self.internal_publishes += 1
-        return self.route(subject, reply, hdr, payload, None)
+        return self.route(account, subject, reply, hdr, payload, None)
+
+    @property
+    def subscription_count(self) -> int:
+        return sum(account.sublist.count for account in self.accounts.values())
+
+    def account_named(self, name: bytes) -> Account | None:
+        """The account a peer named on a route line (None: not one of ours)."""
+        return self.accounts.get(subject_text(name))
+
+    def account_of(self, identity: Identity | None) -> Account:
+        """The account a connection's user belongs to (the global one without accounts)."""
+        if identity is None or not identity.account:
+            return self.global_account
+        return self.accounts.get(identity.account, self.global_account)
 
 
 def _header_frame(client: ClientConnection, start: bytes, reply: bytes | None, hdr: int,

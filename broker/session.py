@@ -52,6 +52,7 @@ from broker.auth import Identity, PermissionChecker, new_nonce
 from broker.logger import logger, trace, tracing
 from broker.protocol import CONNECT, ERR, FATAL, PING, PONG, PUB, SUB, UNSUB
 from broker.sublist import Subscription
+from broker.tls import ClientCertificate
 from common.subjects import is_valid_literal_subject, is_valid_subject, subject_text
 from config.options import Options
 
@@ -125,7 +126,8 @@ class Authority(Protocol):
     def nonce_required(self) -> bool:
         """Whether INFO carries a nonce (nkey users sign it in their CONNECT)."""
 
-    def authenticate(self, connect: dict[str, object], nonce: str = "") -> Identity | None: ...
+    def authenticate(self, connect: dict[str, object], nonce: str = "",
+                     certificate: ClientCertificate | None = None) -> Identity | None: ...
 
     def default_identity(self) -> Identity | None: ...
 
@@ -201,6 +203,9 @@ class ClientSession:
         self.version = ""
         self.connect_received = False
         self.identity: Identity | None = None
+        # The client's verified TLS certificate, set by the connection once the handshake is
+        # done (it names the user with verify_and_map).
+        self.certificate: ClientCertificate | None = None
         self.perms: PermissionChecker | None = None
         self.tracks_responses = False  # perms.allow_responses: remember delivered reply subjects
         self.first_pong_sent = False
@@ -380,7 +385,7 @@ class ClientSession:
         out.append(_NEGOTIATED)
         auth = self.host.auth
         if auth.required and self.identity is None:
-            identity = auth.authenticate(opts, self.nonce)
+            identity = auth.authenticate(opts, self.nonce, self.certificate)
             if identity is None:
                 self._auth_violation(out)
                 return

@@ -27,7 +27,8 @@ InternalHandler = Callable[[bytes, bytes, int, bytes], None]
 class Subscription:
     """One SUB of one client (or an internal handler when `client` is None)."""
 
-    __slots__ = ("callback", "client", "delivered", "max", "queue", "sid", "subject", "weight")
+    __slots__ = ("bridge", "callback", "client", "delivered", "max", "queue", "sid", "subject",
+                 "weight")
 
     def __init__(
         self,
@@ -46,6 +47,9 @@ class Subscription:
         self.delivered = 0
         # A peer's queue interest stands for this many members there (their share of the load).
         self.weight = 1
+        # An account import's entry (broker.account): the server routes what it gets into
+        # another account, and never feeds it what a peer forwarded.
+        self.bridge = False
 
     def __repr__(self) -> str:
         return f"Subscription({self.subject!r}, sid={self.sid!r}, queue={self.queue!r})"
@@ -74,10 +78,10 @@ def msg_start(subject: bytes, sid: bytes) -> bytes:
     return b"MSG %s %s " % (subject, sid)
 
 
-def route_msg_start(subject: bytes) -> bytes:
-    """`RMSG <subject> `: the start of the line that forwards a message to a peer server, which
-    matches it against its own subscribers (see `broker.routeproto`)."""
-    return b"RMSG %s " % subject
+def route_msg_start(account: bytes, subject: bytes) -> bytes:
+    """`RMSG <account> <subject> `: the start of the line that forwards a message to a peer
+    server, which matches it against its own subscribers of that account (`broker.routeproto`)."""
+    return b"RMSG %s %s " % (account, subject)
 
 
 class _Node:
@@ -148,9 +152,10 @@ class SublistStats:
 
 
 class Sublist:
-    """All subscriptions of the server, matched by subject."""
+    """All subscriptions of one account, matched by subject."""
 
-    def __init__(self, cache: bool = True) -> None:
+    def __init__(self, cache: bool = True, account: bytes = b"$G") -> None:
+        self.account = account  # named on the lines that forward a message to a peer server
         self._root = _Level()
         self._cache: dict[bytes, MatchResult] | None = {} if cache else None
         # The hot path's first try: a cached result or None (then call `match`).
@@ -270,8 +275,8 @@ class Sublist:
             self._prefixes[b".".join(tokens[:depth + 1])] = result
             self._prefix_sizes.add(depth + 1)
             return result
-        return MatchResult(_line_starts(subject, psubs), [_members(group) for group in
-                                                        qgroups.values()])
+        return MatchResult(_line_starts(self.account, subject, psubs),
+                           [_members(group) for group in qgroups.values()])
 
     def _evict(self, pattern: bytes) -> None:
         if self._prefixes:
@@ -346,8 +351,8 @@ def _match_level(
     return depth
 
 
-def _line_starts(subject: bytes, psubs: dict[Subscription, None]) -> list[tuple[Subscription,
-                                                                               bytes]]:
+def _line_starts(account: bytes, subject: bytes, psubs: dict[Subscription, None],
+                 ) -> list[tuple[Subscription, bytes]]:
     """Each plain subscriber with the start of its MSG line. Internal subscribers get no line.
     A peer server gets a message once however many of its subscriptions match."""
     starts: list[tuple[Subscription, bytes]] = []
@@ -361,7 +366,7 @@ def _line_starts(subject: bytes, psubs: dict[Subscription, None]) -> list[tuple[
                 peers = set()
             if client not in peers:
                 peers.add(client)
-                starts.append((sub, route_msg_start(subject)))
+                starts.append((sub, route_msg_start(account, subject)))
         else:
             starts.append((sub, msg_start(subject, sub.sid)))
     return starts

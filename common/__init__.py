@@ -1,4 +1,5 @@
-"""What every layer shares and no layer owns: subject syntax and Go's times and durations.
+"""What every layer shares and no layer owns: subject syntax, Go's times and durations, keys
+and JWTs.
 
 A leaf: imports nothing of ours, so storage, config, raft and broker may all import it.
 
@@ -7,4 +8,5 @@ A leaf: imports nothing of ours, so storage, config, raft and broker may all imp
 | `subjects.py` | subject syntax: validity, wildcard matching, subsets, collisions (str or bytes) |
 | `gotime.py` | Go's `time.Time` / `time.Duration` as nats-server writes and reads them; `NANOS` |
 | `nkeys.py` | nkeys' text form: decode and check a public key (signatures are PyNaCl's) |
+| `jwt.py` | NATS JWTs as operator mode reads them: decode, verify, typed claims, `.creds` |
 """

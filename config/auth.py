@@ -2,6 +2,8 @@
 
 The same block shape serves the top level (`apply_authorization` fills `Options`) and the
 cluster (`config.cluster` reads it with `parse_auth` and applies its own, stricter, rules).
+`config.accounts` reads an account's `users` and `default_permissions` with the `USERS` and
+`PERMISSIONS_BLOCK` kinds, and checks export/import subjects with `subject_problem`.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def apply_authorization(options: Options, field: Field) -> None:
 
 
 def _read_users(field: Field) -> list[User]:
+    """`users: [ {user, password, permissions}, {nkey, permissions} ]`, no name twice."""
     users: list[User] = []
     for index, node in enumerate(read_list(field)):
         user = _read_user(field.item(index, node))
@@ -105,13 +108,14 @@ def _subjects(field: Field, queue_allowed: bool) -> list[str]:
     """A subject or an array of subjects, each valid (subscribe may name `subject queue`)."""
     subjects = read_strings(field)
     for subject in subjects:
-        problem = _subject_problem(subject, queue_allowed)
+        problem = subject_problem(subject, queue_allowed)
         if problem:
             raise field.error(problem)
     return subjects
 
 
-def _subject_problem(subject: str, queue_allowed: bool) -> str:
+def subject_problem(subject: str, queue_allowed: bool) -> str:
+    """Why `subject` is not a valid subject (or `subject queue`), or "" when it is."""
     if _valid_subject(subject):
         return ""
     parts = subject.split()

@@ -11,9 +11,11 @@ import posixpath
 from collections.abc import Mapping
 
 from config import unsupported
+from config.accounts import SYSTEM_ACCOUNT_NAME, apply_accounts
 from config.auth import apply_authorization
 from config.cluster import CLUSTER
 from config.jetstream import apply_jetstream
+from config.operator import PRELOAD, RESOLVER, apply_operators
 from config.options import Options
 from config.table import (
     BOOL,
@@ -139,8 +141,23 @@ TOP_LEVEL = Section(
         Key("remote_syslog", STRING, "remote_syslog"),
         # Authentication.
         Key("authorization", apply=apply_authorization),
-        # Checked against `users` once every key is in (config.checks).
+        # Checked against the users of `authorization` and `accounts` once every key is in
+        # (config.checks), as are the users of both together.
         Key("no_auth_user", STRING, "no_auth_user"),
+        Key("accounts", apply=apply_accounts),
+        Key("operator", apply=apply_operators,
+            aliases=("operators", "root", "roots", "root_operator", "root_operators")),
+        Key("resolver", RESOLVER, "resolver", aliases=("account_resolver", "accounts_resolver")),
+        Key("resolver_preload", PRELOAD, "resolver_preload"),
+        # "" keeps nats-server's default, $SYS, which needs no declaration; any other name must
+        # be an account of `accounts` (checked in config.checks).
+        Key(
+            "system_account",
+            SYSTEM_ACCOUNT_NAME,
+            "system_account",
+            aliases=("system",),
+            zero_is_default=True,
+        ),
         # Blocks.
         Key("cluster", block=CLUSTER, into="cluster"),
         Key("tls", apply=apply_tls),
@@ -158,8 +175,7 @@ TOP_LEVEL = Section(
             "disable_sublist_cache",
             aliases=("no_sublist_cache",),
         ),
-        # This server has no system account, so asking for none is already satisfied.
-        Key("no_system_account", BOOL, (), aliases=("no_system", "no_sys_acc")),
+        Key("no_system_account", BOOL, "no_system_account", aliases=("no_system", "no_sys_acc")),
     ),
     unsupported.TOP_LEVEL,
 )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from common.jwt import OperatorClaims
+
 DEFAULT_PORT = 4222
 DEFAULT_HTTP_PORT = 8222
 DEFAULT_CLUSTER_PORT = 6222
@@ -39,6 +41,65 @@ class User:
     password: str = ""
     permissions: Permissions | None = None
     nkey: str = ""  # a user's public nkey (U...): signs the server's nonce instead of a password
+    account: str = ""  # the account the user belongs to; "" is the global account ($G)
+
+
+GLOBAL_ACCOUNT = "$G"  # users outside `accounts { }` (and servers without accounts) live here
+SYSTEM_ACCOUNT = "$SYS"  # nats-server's default system account
+
+
+@dataclass
+class AccountJetStream:
+    """JetStream for one account (`accounts { A { jetstream { ... } } }`); -1 is unlimited.
+
+    Values are kept as written: nats-server reads any negative number as unlimited.
+    """
+
+    max_memory: int = -1
+    max_file: int = -1
+    max_streams: int = -1
+    max_consumers: int = -1
+    max_bytes_required: bool = False  # streams must set max_bytes
+    max_ack_pending: int = -1  # the default (and cap) for the account's consumers
+    memory_max_stream_bytes: int = -1
+    storage_max_stream_bytes: int = -1
+
+
+@dataclass
+class Export:
+    """What an account offers to others: a stream (messages flow out) or a service (requests
+    flow in, replies flow back)."""
+
+    subject: str
+    service: bool = False
+    accounts: list[str] = field(default_factory=list)  # who may import; empty: everyone
+    response_type: str = "Singleton"  # services: Singleton, Stream or Chunked
+
+
+@dataclass
+class Import:
+    """What an account takes from another's exports."""
+
+    account: str  # the exporting account
+    subject: str  # the exported subject (or a subset of it)
+    service: bool = False
+    # The subject in the importing account (a service's local name, a stream's map); "": the
+    # same as `subject`.
+    to: str = ""
+    # Streams: prepended to the subject with a "." (the pre-2.x form of `to`); kept without the
+    # trailing "." that nats-server also accepts.
+    prefix: str = ""
+
+
+@dataclass
+class AccountOptions:
+    """One account of `accounts { }`: its users, its JetStream, what it exports and imports."""
+
+    name: str
+    users: list[User] = field(default_factory=list)
+    jetstream: AccountJetStream | None = None  # None: no JetStream in this account
+    exports: list[Export] = field(default_factory=list)
+    imports: list[Import] = field(default_factory=list)
 
 
 DEFAULT_TLS_TIMEOUT = 2.0  # seconds a TLS handshake may take (nats-server's TLS_TIMEOUT)
@@ -55,6 +116,10 @@ class TLSOptions:
     timeout: float = DEFAULT_TLS_TIMEOUT
     handshake_first: bool = False  # TLS before INFO (clients must ask for it too)
     min_version: str = ""  # "1.2" or "1.3"; "" is 1.2, as nats-server
+    cipher_suites: list[str] = field(default_factory=list)  # Go's names; empty: the defaults
+    # Require a client certificate, and take the user from it (its email, DNS or URI names, or
+    # its subject's distinguished name): `users` then list those names, without passwords.
+    verify_and_map: bool = False
 
 
 @dataclass
@@ -151,6 +216,17 @@ class Options:
     auth_timeout: float = 2.0
     users: list[User] = field(default_factory=list)
     no_auth_user: str = ""
+
+    # Accounts: isolated subject spaces. Users of `users` above are in the global account.
+    accounts: list[AccountOptions] = field(default_factory=list)
+    system_account: str = SYSTEM_ACCOUNT
+    no_system_account: bool = False  # no system account (and no $SYS.REQ services)
+
+    # Operator mode (decentralized auth): the trusted operators and the preloaded account JWTs
+    # of the memory resolver (public key -> JWT), decoded and signature-checked at load.
+    operators: list[OperatorClaims] = field(default_factory=list)
+    resolver: str = ""  # "MEMORY" (the only resolver implemented), "" without operators
+    resolver_preload: dict[str, str] = field(default_factory=dict)
 
     # Logging and process files.
     debug: bool = False

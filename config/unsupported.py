@@ -9,8 +9,10 @@ from __future__ import annotations
 
 _NO_OCSP = "OCSP stapling and peer checks are not implemented"
 _NO_TLS_OPTION = "this TLS option is not implemented"
-NO_JWT = "operator/JWT (decentralized) authentication is not implemented"
-NO_ACCOUNTS = "there is a single account; multi-account setups are not implemented"
+NO_JWT = "only operator mode with a memory resolver (resolver_preload) is implemented"
+_NO_ROUTE_ACCOUNTS = "dedicated routes per account are not implemented"
+_NO_TRACE = "message tracing is not implemented"
+_NO_RESPONSE_THRESHOLD = "service response thresholds are not implemented"
 NO_ENCRYPTION = "JetStream encryption at rest is not implemented"
 _NO_LEAF = "leaf node connections are not implemented"
 _NO_MAPPINGS = "subject mappings are not implemented"
@@ -26,25 +28,12 @@ TOP_LEVEL: dict[str, str] = {
     "leaf": _NO_LEAF,
     "gateway": "gateways (super-clusters) are not implemented",
     "mqtt": "MQTT clients are not implemented",
-    "accounts": NO_ACCOUNTS,
-    "system_account": NO_ACCOUNTS,
-    "system": NO_ACCOUNTS,
-    "default_js_domain": NO_ACCOUNTS,
+    "default_js_domain": "default JetStream domains per account are not implemented",
     "mappings": _NO_MAPPINGS,
     "maps": _NO_MAPPINGS,
-    "operator": NO_JWT,
-    "operators": NO_JWT,
-    "root": NO_JWT,
-    "roots": NO_JWT,
-    "root_operator": NO_JWT,
-    "root_operators": NO_JWT,
     "trusted": NO_JWT,
     "trusted_keys": NO_JWT,
-    "resolver": NO_JWT,
-    "account_resolver": NO_JWT,
-    "accounts_resolver": NO_JWT,
     "resolver_tls": NO_JWT,
-    "resolver_preload": NO_JWT,
     "resolver_pinned_accounts": NO_JWT,
     "default_sentinel": NO_JWT,
     "prof_port": _NO_PROFILER,
@@ -74,17 +63,13 @@ USER: dict[str, str] = {
     "connection_types": _PLAIN_CLIENTS_ONLY,
     "clients": _PLAIN_CLIENTS_ONLY,
     "proxy_required": "",
-    "account": NO_ACCOUNTS,
 }
 
 # Keys of nats-server's tls { } block we do not implement.
 TLS: dict[str, str] = {
-    "verify_and_map": "mapping certificate subjects to users is not implemented",
     "verify_cert_and_check_known_urls": "mapping certificate subjects to users is not "
                                         "implemented",
     "insecure": "skipping certificate verification is not implemented",
-    "cipher_suites": "Go cipher suite names are not mapped to OpenSSL's; the defaults of "
-                     "Python's ssl module are used",
     "allow_insecure_cipher_suites": _NO_TLS_OPTION,
     "curve_preferences": _NO_TLS_OPTION,
     "connection_rate_limit": _NO_TLS_OPTION,
@@ -116,7 +101,7 @@ WEBSOCKET: dict[str, str] = {
 
 CLUSTER: dict[str, str] = {
     "permissions": "route permissions are not implemented",
-    "accounts": NO_ACCOUNTS,
+    "accounts": _NO_ROUTE_ACCOUNTS,
     "connect_backoff": "",
     "ping_interval": "",
     "ping_max": "",
@@ -147,6 +132,39 @@ JETSTREAM: dict[str, str] = {
     "meta_compact_size": "",
     "meta_compact_sync": "",
     "max_concurrent_io": "",
+}
+
+# One account of `accounts { }`.
+ACCOUNT: dict[str, str] = {
+    "nkey": "account nkeys are not implemented (accounts are known by name)",
+    "mappings": _NO_MAPPINGS,
+    "maps": _NO_MAPPINGS,
+    "limits": "per-account connection, subscription and payload limits are not implemented",
+    "msg_trace": _NO_TRACE,
+    "trace_dest": _NO_TRACE,
+}
+
+# An account's `jetstream { }` block.
+ACCOUNT_JETSTREAM: dict[str, str] = {
+    "cluster_traffic": "JetStream cluster traffic runs in the system account only",
+}
+
+# One entry of an account's `exports`.
+EXPORT: dict[str, str] = {
+    "latency": "service latency tracking is not implemented",
+    "threshold": _NO_RESPONSE_THRESHOLD,
+    "response_threshold": _NO_RESPONSE_THRESHOLD,
+    "response_max_time": _NO_RESPONSE_THRESHOLD,
+    "response_time": _NO_RESPONSE_THRESHOLD,
+    "account_token_position": "exports bound to the importer's name in a subject token are "
+                              "not implemented",
+    "allow_trace": _NO_TRACE,
+}
+
+# One entry of an account's `imports`.
+IMPORT: dict[str, str] = {
+    "share": "sharing the requester's connection details with the service is not implemented",
+    "allow_trace": _NO_TRACE,
 }
 
 JETSTREAM_LIMITS: dict[str, str] = {

@@ -16,7 +16,7 @@ from config.values import Field
 
 
 def _apply_tls(websocket: WebSocketOptions, field: Field) -> None:
-    websocket.tls = read_tls(field, websocket.tls)
+    websocket.tls = read_tls(field, websocket.tls, clients=False)
 
 
 def _check_origins(field: Field, origins: list[str]) -> list[str]:

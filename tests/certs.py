@@ -37,15 +37,17 @@ class Authority:
 
     def issue(self, name: str, hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
               client: bool = False, days: int = 30, expired: bool = False,
-              both: bool = False) -> Pair:
+              both: bool = False, subject: tuple[tuple[x509.ObjectIdentifier, str], ...] = (),
+              emails: tuple[str, ...] = ()) -> Pair:
         """A certificate for a server (`hosts` in its names), a client, or `both` (a route's:
-        each side of a route is server and client)."""
+        each side of a route is server and client). `subject`: its attributes in the
+        certificate's order (default: CN=<name>); `emails`: email alternative names."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         day = datetime.timedelta(days=1)
         start, end = (now - 10 * day, now - day) if expired else \
             (now - datetime.timedelta(minutes=5), now + days * day)
-        names: list[x509.GeneralName] = []
+        names: list[x509.GeneralName] = [x509.RFC822Name(email) for email in emails]
         for host in hosts:
             try:
                 names.append(x509.IPAddress(ipaddress.ip_address(host)))
@@ -55,7 +57,9 @@ class Authority:
         if both:
             usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
         builder = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                   .subject_name(x509.Name([x509.NameAttribute(oid, value)
+                                            for oid, value in subject] or
+                                           [x509.NameAttribute(NameOID.COMMON_NAME, name)]))
                    .issuer_name(self._cert.subject)
                    .public_key(key.public_key())
                    .serial_number(x509.random_serial_number())

@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar
 
 from broker import headers as h
 from broker.jetstream import errors
+from broker.jetstream.bus import Bus
 from broker.jetstream.cluster.api import IGNORE, LATER, LEADERLESS_DELAY, ClusterApi
 from broker.jetstream.cluster.jetstream_cluster import JetStreamCluster
 from broker.jetstream.consumer import Consumer
@@ -27,7 +28,7 @@ from broker.jetstream.jsondecode import JsonObject, decode, parse_json, unknown_
 from broker.jetstream.streamconfig import StreamConfig, is_valid_name
 from broker.logger import logger
 from common.gotime import format_ns, now_ns
-from common.subjects import subject_text, subjects_collide
+from common.subjects import subject_matches, subject_text, subjects_collide
 from storage import CorruptRecord, StoredMessage
 
 TYPE_PREFIX = "io.nats.jetstream.api.v1."
@@ -38,6 +39,50 @@ MAX_SUBJECT_DETAILS = 100_000
 Config = TypeVar("Config", StreamConfig, ConsumerConfig)
 Handler = Callable[[list[str], JsonObject, bytes],
                    "JsonObject | Awaitable[JsonObject | None] | None"]
+
+
+# API subject (after the prefix) -> (response type, name of the JetStreamApi handler).
+API: dict[str, tuple[str, str]] = {
+    "INFO": ("account_info_response", "account_info"),
+    "STREAM.CREATE.*": ("stream_create_response", "stream_create"),
+    "STREAM.UPDATE.*": ("stream_update_response", "stream_update"),
+    "STREAM.NAMES": ("stream_names_response", "stream_names"),
+    "STREAM.LIST": ("stream_list_response", "stream_list"),
+    "STREAM.INFO.*": ("stream_info_response", "stream_info"),
+    "STREAM.DELETE.*": ("stream_delete_response", "stream_delete"),
+    "STREAM.PURGE.*": ("stream_purge_response", "stream_purge"),
+    "STREAM.MSG.GET.*": ("stream_msg_get_response", "msg_get"),
+    "STREAM.MSG.DELETE.*": ("stream_msg_delete_response", "msg_delete"),
+    "STREAM.LEADER.STEPDOWN.*": ("stream_leader_stepdown_response", "stepdown"),
+    "STREAM.PEER.REMOVE.*": ("stream_remove_peer_response", "stepdown"),
+    "CONSUMER.CREATE.*": ("consumer_create_response", "consumer_create"),
+    "CONSUMER.CREATE.*.*": ("consumer_create_response", "consumer_create"),
+    "CONSUMER.CREATE.*.*.>": ("consumer_create_response", "consumer_create"),
+    "CONSUMER.DURABLE.CREATE.*.*": ("consumer_create_response", "consumer_create"),
+    "CONSUMER.INFO.*.*": ("consumer_info_response", "consumer_info"),
+    "CONSUMER.DELETE.*.*": ("consumer_delete_response", "consumer_delete"),
+    "CONSUMER.NAMES.*": ("consumer_names_response", "consumer_names"),
+    "CONSUMER.LIST.*": ("consumer_list_response", "consumer_list"),
+    "CONSUMER.LEADER.STEPDOWN.*.*": ("consumer_leader_stepdown_response", "consumer_stepdown"),
+}
+
+
+def refuse_without_jetstream(bus: Bus) -> None:
+    """An account without JetStream, on a server that has it: every API request is answered
+    10039 with the API's response type, as nats-server does (it imports `$JS.API.>` into
+    every account), rather than left to time out."""
+    def on_request(subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
+        if not reply:
+            return
+        api = subject[len(b"$JS.API."):]
+        kind = next((kind for pattern, (kind, _) in API.items()
+                     if subject_matches(pattern.encode(), api)), None)
+        if kind is None:
+            return
+        body = {"type": TYPE_PREFIX + kind, "error": errors.not_enabled_for_account().to_json()}
+        bus.publish_internal(reply, payload=json.dumps(body).encode())
+
+    bus.subscribe_internal("$JS.API.>", on_request)
 
 
 class JetStreamApi:
@@ -51,29 +96,7 @@ class JetStreamApi:
             self.cluster = ClusterApi(self, cluster)
         # API subject (after the prefix) -> (response type, handler)
         self.routes: dict[str, tuple[str, Handler]] = {
-            "INFO": ("account_info_response", self.account_info),
-            "STREAM.CREATE.*": ("stream_create_response", self.stream_create),
-            "STREAM.UPDATE.*": ("stream_update_response", self.stream_update),
-            "STREAM.NAMES": ("stream_names_response", self.stream_names),
-            "STREAM.LIST": ("stream_list_response", self.stream_list),
-            "STREAM.INFO.*": ("stream_info_response", self.stream_info),
-            "STREAM.DELETE.*": ("stream_delete_response", self.stream_delete),
-            "STREAM.PURGE.*": ("stream_purge_response", self.stream_purge),
-            "STREAM.MSG.GET.*": ("stream_msg_get_response", self.msg_get),
-            "STREAM.MSG.DELETE.*": ("stream_msg_delete_response", self.msg_delete),
-            "STREAM.LEADER.STEPDOWN.*": ("stream_leader_stepdown_response", self.stepdown),
-            "STREAM.PEER.REMOVE.*": ("stream_remove_peer_response", self.stepdown),
-            "CONSUMER.CREATE.*": ("consumer_create_response", self.consumer_create),
-            "CONSUMER.CREATE.*.*": ("consumer_create_response", self.consumer_create),
-            "CONSUMER.CREATE.*.*.>": ("consumer_create_response", self.consumer_create),
-            "CONSUMER.DURABLE.CREATE.*.*": ("consumer_create_response", self.consumer_create),
-            "CONSUMER.INFO.*.*": ("consumer_info_response", self.consumer_info),
-            "CONSUMER.DELETE.*.*": ("consumer_delete_response", self.consumer_delete),
-            "CONSUMER.NAMES.*": ("consumer_names_response", self.consumer_names),
-            "CONSUMER.LIST.*": ("consumer_list_response", self.consumer_list),
-            "CONSUMER.LEADER.STEPDOWN.*.*": ("consumer_leader_stepdown_response",
-                                             self.consumer_stepdown),
-        }
+            pattern: (kind, getattr(self, method)) for pattern, (kind, method) in API.items()}
         # Fields nats-server also puts in an error response of these kinds.
         paging = {"total": 0, "offset": 0, "limit": 0}
         self.error_fields: dict[str, JsonObject] = {
@@ -201,16 +224,20 @@ class JetStreamApi:
     def account_info(self, tokens: list[str], request: JsonObject, body: bytes
                      ) -> JsonObject:
         js = self.js
+        limits = js.limits
         return {
             "memory": js.usage("memory"),
             "storage": js.usage("file"),
             "streams": len(js.streams),
             "consumers": sum(s.consumer_count for s in js.streams.values()),
-            # The account's own limits: none are configured (the server's are in /jsz).
-            "limits": {"max_memory": -1, "max_storage": -1, "max_streams": -1,
-                       "max_consumers": -1, "max_ack_pending": -1,
-                       "memory_max_stream_bytes": -1, "storage_max_stream_bytes": -1,
-                       "max_bytes_required": False},
+            # The account's own limits (-1: none; the server's are in /jsz).
+            "limits": {"max_memory": limits.max_memory, "max_storage": limits.max_file,
+                       "max_streams": limits.max_streams,
+                       "max_consumers": limits.max_consumers,
+                       "max_ack_pending": limits.max_ack_pending,
+                       "memory_max_stream_bytes": limits.memory_max_stream_bytes,
+                       "storage_max_stream_bytes": limits.storage_max_stream_bytes,
+                       "max_bytes_required": limits.max_bytes_required},
             "api": {"total": js.api_total, "errors": js.api_errors},
             **({"domain": js.domain} if js.domain else {}),
         }

@@ -47,6 +47,11 @@ def invalid_json(detail: str = "") -> ApiError:
     return ApiError(400, 10025, "invalid JSON")
 
 
+def account_resources_exceeded() -> ApiError:
+    """A publish that would take the account past its JetStream storage limit."""
+    return ApiError(400, 10002, "resource limits exceeded for account")
+
+
 def max_streams() -> ApiError:
     return ApiError(400, 10027, "maximum number of streams reached")
 

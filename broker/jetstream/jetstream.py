@@ -1,12 +1,13 @@
-"""JetStream on one server: the streams of the (single, global) account, their stores on disk,
-the ingest path from core NATS into streams, and recovery at start.
+"""JetStream of one account on one server: the account's streams, their stores on disk, the
+ingest path from core NATS into streams, the account's limits, and recovery at start.
 
 It reaches core NATS through a `Bus` (bus.py) and, on a cluster, the cluster through
 `ClusterRole`, declared here: the composition root (broker/server.py) builds the cluster on top
 of this engine and joins them (`join_cluster`), so nothing here imports what is above it.
 
-Layout on disk, as nats-server's: `<store_dir>/jetstream/$G/streams/<name>/meta.json` (the stream
-config, written atomically with a checksum) and `.../<name>/msgs/` (the file store).
+Layout on disk, as nats-server's: `<store_dir>/jetstream/<account>/streams/<name>/meta.json`
+(the stream config, written atomically with a checksum) and `.../<name>/msgs/` (the file store);
+the account is `$G` on a server without accounts.
 """
 
 from __future__ import annotations
@@ -27,19 +28,27 @@ from broker.jetstream.consumerstate import ConsumerState
 from broker.jetstream.errors import ApiError
 from broker.jetstream.groupcommit import GroupCommit, Watcher
 from broker.jetstream.jsondecode import JsonObject
-from broker.jetstream.plans import check_overlap, known_fields, plan_consumer, plan_stream
+from broker.jetstream.plans import (
+    check_account_stream,
+    check_overlap,
+    check_reservation,
+    check_stream_bytes,
+    known_fields,
+    limit_consumer,
+    plan_consumer,
+    plan_stream,
+)
 from broker.jetstream.stream import Stream, store_config
 from broker.jetstream.streamconfig import StreamConfig
 from broker.logger import logger
 from broker.sublist import InternalHandler, Subscription
 from common.gotime import format_ns, now_ns
 from common.subjects import subject_text
-from config.options import JetStreamOptions
+from config.options import GLOBAL_ACCOUNT, AccountJetStream, JetStreamOptions
 from storage import FileStore, MemoryStore, MessageStore, StoreError, durable
 from storage.durable import read_checked, write_checked
 from storage.statelog import MemoryStateLog, StateLog
 
-ACCOUNT = "$G"
 EXPIRY_TICK = 1.0  # seconds between max_age / ttl sweeps
 USAGE_REFRESH = 0.1  # seconds a computed storage usage is trusted on the publish path
 
@@ -89,14 +98,23 @@ class CommittedLog:
 
 
 class JetStream:
-    def __init__(self, bus: Bus, opts: JetStreamOptions) -> None:
+    def __init__(self, bus: Bus, opts: JetStreamOptions, account: str = GLOBAL_ACCOUNT,
+                 limits: AccountJetStream | None = None) -> None:
         self.bus = bus
+        self.account = account
+        self.limits = limits or AccountJetStream()
         base = opts.store_dir or os.path.join(os.environ.get("TMPDIR", "/tmp"), "nats")
         self.store_dir = os.path.join(base, "jetstream")
-        self.streams_dir = os.path.join(self.store_dir, ACCOUNT, "streams")
+        self.streams_dir = os.path.join(self.store_dir, account, "streams")
+        # The server's limits, and within them the account's (the tighter wins).
         self.max_memory = opts.max_memory_store if opts.max_memory_store > 0 else \
             _total_memory() * 3 // 4
+        self.server_max_memory = self.max_memory
+        if self.limits.max_memory >= 0:
+            self.max_memory = min(self.max_memory, self.limits.max_memory)
         self.max_storage = opts.max_file_store if opts.max_file_store > 0 else -1
+        self.server_max_storage = self.max_storage
+        self._account_max_storage = self.limits.max_file
         self.strict = opts.strict
         self.domain = opts.domain
         self.duplicate_limit = int(opts.duplicate_window * 1e9)
@@ -123,14 +141,24 @@ class JetStream:
 
     # Lifecycle
 
-    def start(self) -> None:
+    def start(self, banner: bool = True) -> None:
+        """Serve the account's JetStream. `banner`: log the server's JetStream settings (the
+        first account to start does; the others log their own limits)."""
         durable.makedirs(self.streams_dir)
         if self.max_storage < 0:
             self.max_storage = shutil.disk_usage(self.store_dir).free
-        logger.info("Starting JetStream")
-        logger.info("  Store Directory: %r", self.store_dir)
-        logger.info("  Max Memory:      %s", _human(self.max_memory))
-        logger.info("  Max Storage:     %s", _human(self.max_storage))
+        self.server_max_storage = self.max_storage
+        if self._account_max_storage >= 0:
+            self.max_storage = min(self.max_storage, self._account_max_storage)
+        if banner:
+            logger.info("Starting JetStream")
+            logger.info("  Store Directory: %r", self.store_dir)
+            logger.info("  Max Memory:      %s", _human(self.server_max_memory))
+            logger.info("  Max Storage:     %s", _human(self.server_max_storage))
+        if self.account != GLOBAL_ACCOUNT:
+            logger.info("Enabled JetStream for account %r", self.account)
+            logger.info("  Max Memory:      %s", _limit(self.limits.max_memory))
+            logger.info("  Max Storage:     %s", _limit(self.limits.max_file))
         if self.cluster is not None:
             logger.info("Starting JetStream cluster")
             self.cluster.start()
@@ -174,8 +202,8 @@ class JetStream:
             except (OSError, ValueError, StoreError, ApiError) as exc:
                 # Never delete on local uncertainty: keep the files, report the stream offline.
                 self.offline[name] = str(exc)
-                logger.error("JetStream could not recover stream '%s > %s': %s", ACCOUNT, name,
-                             exc)
+                logger.error("JetStream could not recover stream '%s > %s': %s", self.account,
+                             name, exc)
         if names:
             logger.info("  Recovered %d of %d streams", len(self.streams), len(names))
 
@@ -188,8 +216,8 @@ class JetStream:
         self._attach(stream)
         self._recover_consumers(stream)
         state = stream.store.state()
-        logger.info("  Restored %d messages for stream '%s > %s' in %.3fs", state.msgs, ACCOUNT,
-                    name, time.monotonic() - started)
+        logger.info("  Restored %d messages for stream '%s > %s' in %.3fs", state.msgs,
+                    self.account, name, time.monotonic() - started)
 
     def _new_stream(self, config: StreamConfig, created: int) -> LocalStream:
         return Stream(config, self._open_store(config), created, self._send)
@@ -214,8 +242,10 @@ class JetStream:
             raise errors.stream_name_in_use()
         if config.name in self.offline:
             raise errors.stream_offline()
+        others = [s.config for s in self.streams.values()]
+        check_account_stream(self.limits, others, config)
         self._check_overlap(config)
-        self._check_resources(config)
+        check_reservation(others, config, self.max_memory, self.max_storage)
         created = now_ns()
         durable.makedirs(os.path.join(self.streams_dir, config.name))
         self._write_meta(config, created)
@@ -223,12 +253,13 @@ class JetStream:
         if config.first_seq > 1:
             stream.store.skip_msgs(config.first_seq)
         self._attach(stream)
-        logger.debug("JetStream created stream '%s > %s'", ACCOUNT, config.name)
+        logger.debug("JetStream created stream '%s > %s'", self.account, config.name)
         return stream, True
 
     def update_stream(self, requested: StreamConfig) -> LocalStream:
         stream = self.lookup(requested.name)
         config = requested.normalized(self.duplicate_limit).check_update(stream.config)
+        check_stream_bytes(self.limits, config)
         self._check_overlap(config, ignore=stream.config.name)
         self._write_meta(config, stream.created)
         self._detach_ingest(stream)
@@ -260,7 +291,7 @@ class JetStream:
         `empty`: start from an empty store whatever is on disk (it is rebuilt from a log)."""
         directory = os.path.join(self.streams_dir, config.name)
         if os.path.isdir(directory) and not self._same_incarnation(directory, created, group):
-            logger.info("JetStream removing stale data of stream '%s > %s'", ACCOUNT,
+            logger.info("JetStream removing stale data of stream '%s > %s'", self.account,
                         config.name)
             shutil.rmtree(directory)
         if empty:
@@ -314,7 +345,7 @@ class JetStream:
                 self._recover_consumer(stream, name)
                 return stream.consumers[name]
             except (OSError, ValueError, StoreError, ApiError) as exc:
-                logger.error("JetStream consumer '%s > %s > %s' state lost: %s", ACCOUNT,
+                logger.error("JetStream consumer '%s > %s > %s' state lost: %s", self.account,
                              stream.config.name, name, exc)
                 shutil.rmtree(self._consumer_dir(stream, name), ignore_errors=True)
         consumer = self._new_consumer(stream, name, config, created)
@@ -361,15 +392,6 @@ class JetStream:
     def _check_overlap(self, config: StreamConfig, ignore: str = "") -> None:
         check_overlap(config, [s.config for s in self.streams.values()], ignore)
 
-    def _check_resources(self, config: StreamConfig) -> None:
-        if config.max_bytes <= 0:
-            return
-        if config.storage == "memory":
-            if self.reserved("memory") + config.max_bytes > self.max_memory:
-                raise errors.memory_exceeded()
-        elif self.reserved("file") + config.max_bytes > self.max_storage:
-            raise errors.storage_exceeded()
-
     def reserved(self, storage: str) -> int:
         return sum(s.config.max_bytes for s in self.streams.values()
                    if s.config.storage == storage and s.config.max_bytes > 0)
@@ -378,17 +400,15 @@ class JetStream:
         return sum(s.store.state().bytes for s in self.streams.values()
                    if s.config.storage == storage)
 
-    def _recent_usage(self, storage: str, adding: int) -> int:
-        """Storage used, for the publish path: `usage()` recomputed at most every
-        USAGE_REFRESH seconds, plus what was published since (an upper bound)."""
+    def _recent_usage(self, storage: str) -> list:
+        """[bytes used, refresh at], for the publish path: `usage()` recomputed at most every
+        USAGE_REFRESH seconds, plus what was accepted since (an upper bound)."""
         now = self.bus.loop.time()
         cached = self._usage_cache.get(storage)
         if cached is None or now >= cached[1]:
             cached = [self.usage(storage), now + USAGE_REFRESH]
             self._usage_cache[storage] = cached
-        used = cached[0]
-        cached[0] += adding
-        return used
+        return cached
 
     # Ingest: core NATS publishes on stream subjects
 
@@ -452,11 +472,19 @@ class JetStream:
             stream.on_durable(stream.durable_seq)  # the original is on disk: answer now
 
     def check_limits(self, stream: LocalStream, size: int) -> None:
-        if stream.config.storage == "memory":
-            if self._recent_usage("memory", size) + size > self.max_memory:
-                raise errors.memory_exceeded()
-        elif self.max_storage > 0 and self._recent_usage("file", size) + size > self.max_storage:
+        """Room for `size` more bytes: the account's limit is checked on what is stored (not
+        on what streams reserved), as nats-server does, then the server's."""
+        memory = stream.config.storage == "memory"
+        usage = self._recent_usage("memory" if memory else "file")
+        used = usage[0] + size
+        account_limit = self.limits.max_memory if memory else self.limits.max_file
+        if 0 <= account_limit < used:
+            raise errors.account_resources_exceeded()
+        if memory and used > self.max_memory:
+            raise errors.memory_exceeded()
+        if not memory and 0 < self.max_storage < used:
             raise errors.storage_exceeded()
+        usage[0] = used  # counted once accepted: a refused publish takes no room
 
     # Consumers
 
@@ -483,6 +511,7 @@ class JetStream:
                     config.deliver_subject != previous.deliver_subject:
                 raise ApiError(400, 10013, "consumer name already in use")
             return self._update_consumer(current, config), False
+        config = limit_consumer(self.limits, stream.consumer_count, config, requested)
         consumer = self._new_consumer(stream, name, config, now_ns())
         self._save_consumer(consumer)
         stream.consumers[name] = consumer
@@ -609,7 +638,7 @@ class JetStream:
                 self._recover_consumer(stream, name)
             except (OSError, ValueError, StoreError, ApiError) as exc:
                 logger.error("JetStream could not recover consumer '%s > %s > %s': %s",
-                             ACCOUNT, stream.config.name, name, exc)
+                             self.account, stream.config.name, name, exc)
 
     def _recover_consumer(self, stream: LocalStream, name: str) -> None:
         directory = self._consumer_dir(stream, name)
@@ -649,8 +678,13 @@ class JetStream:
         if self.offline:
             name = sorted(self.offline)[0]
             return 503, {"status": "unavailable", "status_code": 503,
-                         "error": f"JetStream stream '{ACCOUNT} > {name}' could not be recovered"}
+                         "error": f"JetStream stream '{self.account} > {name}' could not be "
+                                  "recovered"}
         return 200, {"status": "ok"}
+
+
+def _limit(size: int) -> str:
+    return "unlimited" if size < 0 else _human(size)
 
 
 def _human(size: int) -> str:

@@ -14,6 +14,7 @@ from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.errors import ApiError
 from broker.jetstream.streamconfig import StreamConfig
 from common.subjects import subjects_collide
+from config.options import AccountJetStream
 
 
 def plan_stream(requested: StreamConfig, duplicate_limit: int) -> StreamConfig:
@@ -68,6 +69,54 @@ def plan_consumer(stream_config: StreamConfig, existing: dict[str, ConsumerConfi
     if len(name) > 255:
         raise ApiError(400, 10102, "consumer name is too long, maximum allowed is 255")
     return name, config, None
+
+
+def check_account_stream(limits: AccountJetStream, others: list[StreamConfig],
+                         config: StreamConfig) -> None:
+    """The account's limits on a stream being added (`others`: the account's other streams):
+    how many streams, and max_bytes required or capped."""
+    if 0 <= limits.max_streams <= len(others):
+        raise errors.max_streams()
+    check_stream_bytes(limits, config)
+
+
+def check_reservation(others: list[StreamConfig], config: StreamConfig, max_memory: int,
+                      max_storage: int) -> None:
+    """The room streams reserve with max_bytes, within the account's (or the server's)
+    `max_memory` / `max_storage` (-1: no limit)."""
+    if config.max_bytes <= 0:
+        return
+    reserved = sum(other.max_bytes for other in others
+                   if other.storage == config.storage and other.max_bytes > 0)
+    limit = max_memory if config.storage == "memory" else max_storage
+    if 0 <= limit < reserved + config.max_bytes:
+        raise errors.memory_exceeded() if config.storage == "memory" else \
+            errors.storage_exceeded()
+
+
+def check_stream_bytes(limits: AccountJetStream, config: StreamConfig) -> None:
+    """max_bytes as the account demands it, on create and update."""
+    if limits.max_bytes_required and config.max_bytes <= 0:
+        raise ApiError(400, 10113, "account requires a stream config to have max bytes set")
+    cap = limits.memory_max_stream_bytes if config.storage == "memory" else \
+        limits.storage_max_stream_bytes
+    if cap >= 0 and (config.max_bytes <= 0 or config.max_bytes > cap):
+        raise ApiError(400, 10122, "stream max bytes exceeds account limit max stream bytes")
+
+
+def limit_consumer(limits: AccountJetStream, consumers_of_stream: int, config: ConsumerConfig,
+                   requested: ConsumerConfig) -> ConsumerConfig:
+    """The account's limits on a consumer being added: how many its stream has (nats-server
+    applies the account's max_consumers per stream), and max_ack_pending (a default above the
+    account's limit comes down to it; an explicit one is refused)."""
+    if 0 <= limits.max_consumers <= consumers_of_stream:
+        raise ApiError(400, 10026, "maximum consumers limit reached")
+    cap = limits.max_ack_pending
+    if cap < 0 or config.max_ack_pending <= cap:
+        return config
+    if requested.max_ack_pending > 0:
+        raise ApiError(400, 10121, f"consumer max ack pending exceeds system limit of {cap}")
+    return dataclasses.replace(config, max_ack_pending=cap)
 
 
 def _check_workqueue(stream_config: StreamConfig, existing: dict[str, ConsumerConfig],

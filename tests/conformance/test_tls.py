@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import socket
 import ssl
-import subprocess
 import time
 import urllib.request
 
 import nats
 import pytest
+from cryptography.x509.oid import NameOID
 
 from tests.certs import authority
+from tests.conformance.conftest import impl_version
 
 pytestmark = pytest.mark.conformance(area="tls")
 
@@ -36,13 +36,15 @@ def pki(tmp_path_factory):
         "client": ca.issue("client", hosts=(), client=True),
         "stranger": other.issue("stranger", hosts=(), client=True),
         "expired": ca.issue("expired", hosts=(), client=True, expired=True),
+        "alice": ca.issue("alice", hosts=(), client=True, subject=(
+            (NameOID.COUNTRY_NAME, "US"), (NameOID.ORGANIZATION_NAME, "Acme"),
+            (NameOID.ORGANIZATIONAL_UNIT_NAME, "Ops"), (NameOID.COMMON_NAME, "alice"))),
+        "bob": ca.issue("bob", hosts=(), client=True, emails=("bob@acme.test",)),
+        "carol": ca.issue("carol", hosts=(), client=True),
+        "dave": ca.issue("dave", hosts=(), client=True, subject=(
+            (NameOID.DOMAIN_COMPONENT, "test"), (NameOID.DOMAIN_COMPONENT, "acme"),
+            (NameOID.COMMON_NAME, "dave"))),
     }
-
-
-def _version(argv: tuple[str, ...]) -> tuple[int, ...]:
-    out = subprocess.run([*argv, "--version"], capture_output=True, text=True).stdout
-    match = re.search(r"v(\d+)\.(\d+)\.(\d+)", out)
-    return tuple(int(p) for p in match.groups()) if match else (0,)
 
 
 def tls_block(pki, **extra) -> str:
@@ -142,7 +144,7 @@ def test_a_silent_client_is_closed_after_the_tls_timeout(start_server, pki):
 
 
 def test_handshake_first(start_server, pki, impl):
-    if impl.name == "nats-server" and _version(impl.argv) < (2, 10, 4):
+    if impl_version(impl) < (2, 10, 4):
         pytest.skip("handshake_first came with nats-server 2.10.4")
     srv = start_server(config_text=tls_block(pki, handshake_first=True))
     url = f"tls://{srv.host}:{srv.port}"
@@ -179,3 +181,49 @@ def test_connz_shows_the_tls_version_and_suite(start_server, pki):
     conn = asyncio.run(check())["connections"][0]
     assert conn["tls_version"] == "1.3"
     assert conn["tls_cipher_suite"].startswith("TLS_AES_")
+
+
+MAPPED_USERS = """
+authorization { users = [
+  {user: "CN=alice,OU=Ops,O=Acme,C=US", permissions: {publish: "tls.>", subscribe: "tls.>"}}
+  {user: "bob@acme.test", permissions: {publish: "tls.>", subscribe: "tls.>"}}
+  {user: "CN=dave,DC=acme,DC=test", permissions: {publish: "tls.>", subscribe: "tls.>"}}
+] }
+"""
+
+
+@pytest.mark.parametrize("cert", ["alice", "bob", "dave"])
+def test_verify_and_map_takes_the_user_from_the_certificate(start_server, pki, cert):
+    srv = start_server(config_text=tls_block(pki, verify_and_map=True) + MAPPED_USERS)
+    with socket.create_connection((srv.host, srv.port)) as sock:
+        info = read_info(sock)
+    assert info["tls_verify"] is True and info["auth_required"] is True
+    url = f"tls://{srv.host}:{srv.port}"
+    assert asyncio.run(roundtrip(url, tls=client_context(pki, cert))) == b"over tls"
+    closed = json.loads(urllib.request.urlopen(  # the connection was the mapped user's
+        f"{srv.monitor_url}/connz?auth=1&state=closed").read())["connections"]
+    assert closed[-1]["authorized_user"] == {"alice": "CN=alice,OU=Ops,O=Acme,C=US",
+                                             "bob": "bob@acme.test",
+                                             "dave": "CN=dave,DC=acme,DC=test"}[cert]
+
+
+def test_verify_and_map_refuses_a_certificate_naming_no_user(start_server, pki):
+    srv = start_server(config_text=tls_block(pki, verify_and_map=True) + MAPPED_USERS)
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        asyncio.run(roundtrip(f"tls://{srv.host}:{srv.port}", tls=client_context(pki, "carol")))
+
+
+def test_cipher_suites_choose_what_tls_1_2_offers(start_server, pki):
+    suites = ["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"]
+    srv = start_server(config_text=tls_block(pki, cipher_suites=suites))
+    context = client_context(pki)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    with socket.create_connection((srv.host, srv.port)) as raw:
+        read_info(raw)
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            assert sock.cipher()[0] == "ECDHE-ECDSA-AES256-GCM-SHA384"
+    context.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")  # a suite the server does not offer
+    with socket.create_connection((srv.host, srv.port)) as raw:
+        read_info(raw)
+        with pytest.raises(ssl.SSLError):
+            context.wrap_socket(raw, server_hostname="127.0.0.1")

@@ -612,8 +612,8 @@ def test_variable_used_inside_a_block_is_not_an_unknown_key(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     "key",
     [
-        "tls { verify_and_map: true }",
-        "tls { cipher_suites: [TLS_AES_128_GCM_SHA256] }",
+        "tls { pinned_certs: [abc] }",
+        "tls { curve_preferences: [CurveP256] }",
         "allow_non_tls: true",
         "leafnodes { port: 7422 }",
         "leaf { port: 7422 }",
@@ -621,10 +621,11 @@ def test_variable_used_inside_a_block_is_not_an_unknown_key(tmp_path: Path) -> N
         "websocket { port: 443, jwt_cookie: x }",
         "ws { port: 443, authorization { user: a } }",
         "mqtt { port: 1883 }",
-        "accounts { A: {} }",
-        "operator: op.jwt",
-        "resolver: MEMORY",
-        "system_account: SYS",
+        "accounts { A { mappings { a: b } } }",
+        "resolver: URL(http://localhost:9090/jwt/v1/accounts/)",
+        "resolver { type: full, dir: './jwt' }",
+        "trusted_keys: [OABC]",
+        "default_js_domain { A: hub }",
         "mappings { a: b }",
         "cluster { tls { pinned_certs: [] } }",
         "cluster { permissions { } }",
@@ -682,6 +683,15 @@ def test_tls_block(tmp_path: Path) -> None:
     assert (options.tls.verify, options.tls.timeout, options.tls.handshake_first,
             options.tls.min_version) == (True, 0.5, True, "1.3")
     assert load_text(tmp_path, "port: 4222").tls is None
+    mapped = load_text(tmp_path, f"""
+        tls {{
+          cert_file: "{tmp_path}/server.pem", key_file: "{tmp_path}/server-key.pem"
+          verify_and_map: true
+          cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_AES_128_GCM_SHA256]
+        }}""").tls
+    assert mapped is not None and mapped.verify and mapped.verify_and_map  # map implies verify
+    assert mapped.cipher_suites == ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                                    "TLS_AES_128_GCM_SHA256"]
 
 
 @pytest.mark.parametrize(("text", "fragment"), [
@@ -694,6 +704,14 @@ def test_tls_block(tmp_path: Path) -> None:
      "handshake_first '300ms' is not supported"),
     ('tls { cert_file: "{d}/c.pem", key_file: "{d}/c.pem", timeout: [1] }',
      "'timeout' wrong type"),
+    ('tls { cert_file: "{d}/c.pem", key_file: "{d}/c.pem", cipher_suites: [] }',
+     "'cipher_suites' cannot be empty"),
+    ('tls { cert_file: "{d}/c.pem", key_file: "{d}/c.pem", cipher_suites: [NOPE] }',
+     "unrecognized cipher NOPE"),
+    ('tls { cert_file: "{d}/c.pem", key_file: "{d}/c.pem", '
+     'cipher_suites: [TLS_RSA_WITH_RC4_128_SHA] }', "is not supported by this server"),
+    ('cluster { tls { cert_file: "{d}/c.pem", key_file: "{d}/c.pem", verify_and_map: true } }',
+     "verify_and_map is not supported by this server in this block"),
 ])
 def test_bad_tls_blocks_are_refused_with_their_line(tmp_path: Path, text: str,
                                                     fragment: str) -> None:

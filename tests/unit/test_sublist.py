@@ -110,7 +110,13 @@ def test_a_peer_gets_one_routed_copy_however_many_of_its_subscriptions_match():
     sublist.insert(Subscription(b">", b"", client=other))
     starts = [(sub.client, start) for sub, start in sublist.match(b"foo.bar").psubs]
     assert sorted(starts, key=lambda s: s[0] is other) == [
-        (peer, b"RMSG foo.bar "), (other, b"RMSG foo.bar ")]
+        (peer, b"RMSG $G foo.bar "), (other, b"RMSG $G foo.bar ")]
+
+
+def test_the_line_to_a_peer_names_the_sublists_account():
+    sublist = Sublist(account=b"ORDERS")
+    sublist.insert(Subscription(b"foo.*", b"", client=Conn(is_route=True)))
+    assert [start for _, start in sublist.match(b"foo.bar").psubs] == [b"RMSG ORDERS foo.bar "]
 
 
 def test_a_peers_queue_interest_counts_as_many_members_as_its_weight():

@@ -1,5 +1,6 @@
 """Pure rules of the TLS and WebSocket edges: how a failed handshake is reported (nats-server's
-words and levels), which WebSocket origins may connect, and nkeys' text form."""
+words and levels), which WebSocket origins may connect, nkeys' text form, and the user a client
+certificate names (verify_and_map)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import ssl
 
 import pytest
 
-from broker.tls import NotTLS, handshake_failure
+from broker.auth import Authenticator, parse_dn
+from broker.tls import NotTLS, client_certificate, handshake_failure
 from broker.websocket import origin_problem
 from common.nkeys import USER, crc16, decode_public, is_public_user_key
-from config.options import WebSocketOptions
+from config.options import Options, TLSOptions, User, WebSocketOptions
 
 
 def _ssl_error(reason: str) -> ssl.SSLError:
@@ -71,3 +73,47 @@ def test_nkeys_text_form():
     assert not is_public_user_key(key[:-1] + ("A" if key[-1] != "A" else "B"))  # CRC
     assert not is_public_user_key(key.lower())
     assert crc16(b"123456789") == 0x31C3  # CRC-16/XMODEM's check value
+
+
+# --- verify_and_map: the names a client certificate gives, and the user they find ----------
+
+ALICE = {"subject": ((("countryName", "US"),), (("organizationName", "Acme"),),
+                     (("organizationalUnitName", "Ops"),), (("commonName", "alice"),),
+                     (("domainComponent", "acme"),), (("domainComponent", "test"),)),
+         "subjectAltName": (("email", "alice@acme.test"), ("DNS", "alice.acme.test"),
+                            ("URI", "spiffe://acme/alice"))}
+
+
+def test_a_certificates_names_in_nats_servers_renderings():
+    cert = client_certificate(ALICE)
+    assert (cert.emails, cert.dns_names, cert.uris) == (
+        ("alice@acme.test",), ("alice.acme.test",), ("spiffe://acme/alice",))
+    # Go prints the attributes its pkix.Name knows, in its own order, last first...
+    assert cert.subject_text == "CN=alice,OU=Ops,O=Acme,C=US"
+    # ...and nats-server also tries it with the domain components after, as they came.
+    assert cert.with_dcs == "CN=alice,OU=Ops,O=Acme,C=US,DC=acme,DC=test"
+
+
+def test_a_distinguished_name_is_compared_by_attribute_not_by_spelling():
+    cert = client_certificate(ALICE)
+    assert parse_dn("DC=test, DC=acme, cn=alice, OU=Ops, O=Acme, C=US") == cert.subject
+    assert parse_dn("commonName=alice,OU=Ops,O=Acme,C=US") != cert.subject  # DCs missing
+    assert parse_dn(r"CN=a\,b+UID=x,O=Acme") == ((("cn", "a,b"), ("uid", "x")),
+                                                  (("o", "Acme"),))
+    assert parse_dn("no equals sign") is None
+
+
+def test_verify_and_map_takes_the_first_name_that_is_a_user():
+    def mapping(*names: str) -> Authenticator:
+        options = Options(tls=TLSOptions(cert_file="c", key_file="k", verify=True,
+                                         verify_and_map=True),
+                          users=[User(user=name) for name in names])
+        return Authenticator(options)
+
+    cert = client_certificate(ALICE)
+    found = mapping("CN=alice,OU=Ops,O=Acme,C=US,DC=acme,DC=test").authenticate({}, "", cert)
+    assert found is not None and found.name == "CN=alice,OU=Ops,O=Acme,C=US,DC=acme,DC=test"
+    found = mapping("alice.acme.test", "alice@acme.test").authenticate({}, "", cert)
+    assert found is not None and found.name == "alice@acme.test"  # emails come first
+    assert mapping("someone else").authenticate({"user": "someone else"}, "", cert) is None
+    assert mapping("alice@acme.test").authenticate({}, "", None) is None  # no certificate

@@ -30,7 +30,15 @@ from broker.jetstream.consumer import Consumer
 from broker.jetstream.consumerconfig import ConsumerConfig
 from broker.jetstream.errors import ApiError
 from broker.jetstream.jsondecode import JsonObject
-from broker.jetstream.plans import check_overlap, plan_consumer, plan_stream
+from broker.jetstream.plans import (
+    check_account_stream,
+    check_overlap,
+    check_reservation,
+    check_stream_bytes,
+    limit_consumer,
+    plan_consumer,
+    plan_stream,
+)
 from broker.jetstream.streamconfig import StreamConfig
 from common.gotime import now_ns
 from common.subjects import subject_text, subjects_collide
@@ -194,8 +202,10 @@ class ClusterApi:
             if info is None:
                 raise errors.cluster_unavailable()
             return {**info, "did_create": True}
-        check_overlap(config, [StreamConfig.from_json(sa.config)
-                               for sa in state.streams.values()])
+        others = [StreamConfig.from_json(sa.config) for sa in state.streams.values()]
+        check_account_stream(self.js.limits, others, config)
+        check_overlap(config, others)
+        check_reservation(others, config, self.js.max_memory, self.js.max_storage)
         peers = self._place(config.num_replicas)
         group = meta.group_name("S", config.num_replicas, config.storage) \
             if config.num_replicas > 1 else ""
@@ -235,6 +245,7 @@ class ClusterApi:
         if config.num_replicas != current.num_replicas:
             raise ApiError(400, 10061, "Replicas configuration can not be updated")
         config = config.check_update(current)
+        check_stream_bytes(self.js.limits, config)
         check_overlap(config, [StreamConfig.from_json(other.config)
                                for other in self.cluster.meta.streams.values()], config.name)
         updated = StreamAssignment(sa.name, config.to_json(), sa.group, sa.peers, sa.created)
@@ -328,6 +339,7 @@ class ClusterApi:
         existing = {n: ConsumerConfig.from_json(ca.config)
                     for n, ca in self.cluster.meta.consumers.get(stream_name, {}).items()}
         self._check_replicas(config, stream_config)
+        requested = config
         name, config, previous = plan_consumer(stream_config, existing, config, action)
         if previous is not None and previous.to_json() == config.to_json():
             info = await self.gather_consumer_info(stream_name, name)
@@ -341,6 +353,7 @@ class ClusterApi:
                                          ca.created)
             await self._propose(partial(meta.add_consumer_op, updated), reply)
             return None
+        config = limit_consumer(self.js.limits, len(existing), config, requested)
         replicas = config.num_replicas or len(sa.peers)
         peers = self._consumer_peers(sa, replicas)
         group = meta.group_name("C", replicas, "memory" if config.mem_storage else

@@ -34,7 +34,7 @@ from broker.jetstream.jsondecode import JsonObject
 from broker.jetstream.streamconfig import StreamConfig
 from broker.logger import logger
 from common.gotime import format_ns, now_ns
-from config.options import ClusterOptions
+from config.options import GLOBAL_ACCOUNT, ClusterOptions
 from raft.driver import RaftDriver
 from raft.messages import Entry, EntryType
 from raft.state import SnapshotMeta
@@ -73,14 +73,21 @@ class InfoConsumer(Protocol):
     def info(self, now: int = 0) -> Mapping[str, object]: ...
 
 
+def groups_dir(store_dir: str, account: str) -> str:
+    """Where this server keeps the Raft groups of an account's JetStream: nats-server's
+    `$SYS/_js_` for the global account, a directory per account beside it for the others."""
+    if account == GLOBAL_ACCOUNT:
+        return os.path.join(store_dir, "$SYS", "_js_")
+    return os.path.join(store_dir, "$SYS", "_js_accounts_", account)
+
+
 class JetStreamCluster:
     def __init__(self, js: JetStream, routes: ClusterRoutes) -> None:
         self.js = js
         self.bus = js.bus
         self.routes = routes
         self.name = routes.name
-        self.groups = RaftGroups(self.bus.name, routes,
-                                 os.path.join(js.store_dir, "$SYS", "_js_"))
+        self.groups = RaftGroups(self.bus.name, routes, groups_dir(js.store_dir, js.account))
         self.meta = MetaState()
         self.meta_driver: RaftDriver | None = None
         self.meta_leader = False
@@ -274,8 +281,14 @@ class JetStreamCluster:
 
     def _answers_delete(self, leads: bool, peers: list[str]) -> bool:
         """The leader answers a delete once it is done with it (so the client's next request
-        finds it gone); the meta leader answers when it holds no copy."""
-        return leads or (self.meta_leader and self.bus.name not in peers)
+        finds it gone); the meta leader answers when it holds no copy and no leader can: not
+        for an R1 asset whose host is up, which answers once it removed it (an earlier answer
+        let the client's next request find the host still serving it)."""
+        if leads:
+            return True
+        if not self.meta_leader or self.bus.name in peers:
+            return False
+        return len(peers) != 1 or peers[0] not in self.routes.jetstream_peers()
 
     def _respond_deleted(self, reply: bytes, kind: str) -> None:
         if reply:
