@@ -33,6 +33,7 @@ from broker.session import (
     ClientSession,
     ClosedReason,
     SessionHost,
+    is_reserved,
 )
 from broker.sublist import Subscription
 from broker.tls import CLOSED_REASON as TLS_HANDSHAKE_FAILURE
@@ -270,7 +271,8 @@ class ClientConnection(OutBuffer, asyncio.Protocol):
         account = self.account
         n_in = b_in = 0
         for event in events:
-            if event[0] == PUB and not session.pub_checks:
+            if event[0] == PUB and not session.pub_checks and (
+                    event[1][:1] != b"$" or not is_reserved(event[1])):
                 # The hot path: with nothing to check, a PUB event is a PUBLISH as it stands.
                 _, subject, reply, hdr, payload = event
                 n_in += 1

@@ -87,6 +87,9 @@ _CONNECT_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
+# What clients may not publish to (see `is_reserved`).
+RESERVED_PREFIX = b"$JSC."
+
 class ClosedReason:
     """The `reason` strings nats-server shows in /connz for closed connections."""
 
@@ -235,7 +238,7 @@ class ClientSession:
         """The actions for one parsed operation, in order."""
         kind = event[0]
         if kind == PUB:
-            return self._publish(event) if self.pub_checks else [event]
+            return self._publish(event) if self.pub_checks or is_reserved(event[1]) else [event]
         out: list[tuple] = []
         if tracing():
             if kind == CONNECT:  # as nats-server traces it, the secrets redacted
@@ -336,6 +339,9 @@ class ClientSession:
         if not self.connect_received and not self._implicit_connect(out):
             return out
         subject = event[1]
+        if subject.startswith(RESERVED_PREFIX):
+            self._publish_violation(subject, out)
+            return out
         if self.perms is not None and not self._may_publish(subject, out):
             return out
         if self.pedantic and not is_valid_literal_subject(subject):
@@ -472,12 +478,15 @@ class ClientSession:
         perms = self.perms
         assert perms is not None
         if not perms.may_publish(subject):
-            logger.error("%s - cid:%d - Publish Violation - %s, Subject %s", self.addr,
-                         self.cid, self._user(), _quote(subject))
-            out.append((SEND, protocol.err_line(
-                f"Permissions Violation for Publish to {_quote(subject)}")))
+            self._publish_violation(subject, out)
             return False
         return True
+
+    def _publish_violation(self, subject: bytes, out: list[tuple]) -> None:
+        logger.error("%s - cid:%d - Publish Violation - %s, Subject %s", self.addr,
+                     self.cid, self._user(), _quote(subject))
+        out.append((SEND, protocol.err_line(
+            f"Permissions Violation for Publish to {_quote(subject)}")))
 
     def _ok(self, out: list[tuple]) -> None:
         if self.verbose:
@@ -491,6 +500,12 @@ class ClientSession:
 
     def _user(self) -> str:
         return self.identity.name if self.identity else ""
+
+
+def is_reserved(subject: bytes) -> bool:
+    """A subject no client may publish to: the JetStream cluster's own requests and replies
+    (`$JSC.`: catch-up, info gathering), which nats-server keeps in the system account."""
+    return subject[:1] == b"$" and subject.startswith(RESERVED_PREFIX)
 
 
 def _field(opts: dict[str, object], key: str, current: _T) -> _T:

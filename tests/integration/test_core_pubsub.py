@@ -173,3 +173,22 @@ async def test_large_payload_up_to_max_payload(shared_broker):
     await nc.publish("big", payload)
     assert (await sub.next_msg(timeout=5)).data == payload
     await nc.close()
+
+
+async def test_a_client_may_not_publish_to_the_clusters_own_subjects(shared_broker):
+    errors: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    nc = await nats.connect(shared_broker.url, error_cb=on_error)
+    try:
+        listener = await nc.subscribe(">")
+        await nc.publish("$JSC.R.group.server.1", b"forged catch-up")
+        await nc.publish("after.it", b"still connected")
+        assert (await listener.next_msg(timeout=2)).subject == "after.it"
+        await nc.flush()
+        # (nats-py lowers the case of the whole error text)
+        assert errors == ['nats: permissions violation for publish to "$jsc.r.group.server.1"']
+    finally:
+        await nc.close()

@@ -23,6 +23,7 @@ from broker.session import (
     UNSUBSCRIBE,
     ClientSession,
     ClosedReason,
+    is_reserved,
 )
 from config.options import Options, Permissions, User
 
@@ -269,6 +270,17 @@ def test_pedantic_complains_about_a_wildcard_subject_but_still_routes():
     assert actions == [(SEND, b"-ERR 'Invalid Publish Subject'\r\n"),
                        (PUBLISH, b"foo.*", b"", -1, b"hi"),
                        (PUBLISH, b"foo.bar", b"", -1, b"")]
+
+
+def test_no_client_publishes_to_the_clusters_own_subjects():
+    session, _ = session_for()
+    run(session, b'CONNECT {"verbose":false,"pedantic":false}\r\n')
+    assert not session.pub_checks  # the fast path, which must still send $JSC. here
+    actions = run(session, b"PUB $JSC.R.g.s.1 1\r\nx\r\nPUB $JS.ACK.s 1\r\ny\r\n")
+    assert actions == [
+        (SEND, b"-ERR 'Permissions Violation for Publish to \"$JSC.R.g.s.1\"'\r\n"),
+        (PUBLISH, b"$JS.ACK.s", b"", -1, b"y")]
+    assert is_reserved(b"$JSC.CATCHUP.g.s") and not is_reserved(b"$JS.API.INFO")
 
 
 def test_publish_permission_violation_is_reported_and_not_routed():
