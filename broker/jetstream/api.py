@@ -254,7 +254,7 @@ class JetStreamApi:
         if "\\" in name or "/" in name:
             raise ApiError(400, 10128, "Stream name can not contain path separators")
         stream, _ = self.js.add_stream(config)
-        info = stream.info(now=now_ns())
+        info = self.js.stream_info(stream)
         info["did_create"] = True  # also for an identical re-create, as nats-server 2.10 says
         return info
 
@@ -264,7 +264,7 @@ class JetStreamApi:
         config = self.decode_config(request)
         if config.name != tokens[-1]:
             raise errors.stream_name_mismatch()
-        return self.js.update_stream(config).info(now=now_ns())
+        return self.js.stream_info(self.js.update_stream(config))
 
     def stream_info(self, tokens: list[str], request: JsonObject, body: bytes
                     ) -> JsonObject:
@@ -275,7 +275,7 @@ class JetStreamApi:
         if subjects_filter and stream.store.state().num_subjects > MAX_SUBJECT_DETAILS and \
                 subjects_filter == ">":
             raise errors.too_many_subjects()
-        info = stream.info(subjects_filter, bool(request.get("deleted_details")), now_ns())
+        info = self.js.stream_info(stream, subjects_filter, bool(request.get("deleted_details")))
         subjects = info["state"].get("subjects")
         paging = {"total": 0, "offset": 0, "limit": 0}
         if subjects:
@@ -299,7 +299,8 @@ class JetStreamApi:
         names = sorted(self._streams_matching(request.get("subject")))
         offset = min(_offset(request), len(names))
         now = now_ns()
-        infos = [self.js.streams[n].info(now=now) for n in names[offset:offset + LIST_LIMIT]]
+        infos = [self.js.stream_info(self.js.streams[n], now=now)
+                 for n in names[offset:offset + LIST_LIMIT]]
         out: JsonObject = {"total": len(names), "offset": offset, "limit": LIST_LIMIT,
                                "streams": infos}
         if self.js.offline:
@@ -365,6 +366,12 @@ class JetStreamApi:
         config_json = request.get("config")
         if config_json is not None and not isinstance(config_json, dict):
             raise errors.invalid_json("config must be an object")
+        # "create" refuses an existing consumer with another config (10148), "update" a missing
+        # one (10149), "" (or no action: nats-py sends none) does either; anything else is a
+        # decode error, before any other check.
+        action = request.get("action", "")
+        if action not in ("", "create", "update"):
+            raise errors.invalid_json(f"unknown consumer action: {json.dumps(action)}")
         if request.get("stream_name", "") != stream_name:
             raise errors.stream_name_mismatch()
         if any(c in subject_name for c in "\\/"):
@@ -387,15 +394,15 @@ class JetStreamApi:
         elif config.durable_name:
             raise ApiError(400, 10020, "consumer expected to be ephemeral but a durable name "
                                        "was set in request")
+        if filtered and config.filter_subjects:
+            raise ApiError(400, 10137, "consumer with multiple subject filters cannot use "
+                                       "subject based API")
         if filtered and config.filter_subject != filtered:
             raise ApiError(400, 10131, "Consumer create request did not match filtered subject "
                                        "from create subject")
         for name in (config.name, config.durable_name):
             if name and not is_valid_name(name):
                 raise ApiError(400, 10103, "durable name can not contain '.', '*', '>'")
-        action = request.get("action", "")
-        if action not in ("", "create", "update"):
-            raise errors.invalid_json(f"unknown consumer action {action!r}")
         return stream_name, config, action
 
     def find_consumer(self, tokens: list[str]) -> Consumer:

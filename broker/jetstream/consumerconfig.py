@@ -94,6 +94,9 @@ class ConsumerConfig:
 
     def with_defaults(self, stream: StreamConfig) -> ConsumerConfig:
         cfg = replace(self, backoff=list(self.backoff), filter_subjects=list(self.filter_subjects))
+        # Below -1 means no limit, a negative threshold none (nats-server 2.12+ rewrites them).
+        cfg.max_ack_pending = max(cfg.max_ack_pending, -1)
+        cfg.inactive_threshold = max(cfg.inactive_threshold, 0)
         if not cfg.deliver_subject and cfg.max_waiting == 0:
             cfg.max_waiting = DEFAULT_MAX_WAITING
         if cfg.ack_wait == 0 and cfg.acks_required:
@@ -102,12 +105,12 @@ class ConsumerConfig:
             cfg.max_deliver = -1
         if cfg.backoff:
             cfg.ack_wait = cfg.backoff[0]
-        limits = stream.consumer_limits or {}
+        # The stream's consumer_limits are the defaults of its consumers (durables too).
         if cfg.max_ack_pending == 0:
-            cfg.max_ack_pending = int(limits.get("max_ack_pending", 0) or 0)
+            cfg.max_ack_pending = stream_limit(stream, "max_ack_pending")
         if cfg.inactive_threshold == 0:
-            cfg.inactive_threshold = int(limits.get("inactive_threshold", 0) or 0)
-        if cfg.inactive_threshold == 0 and not cfg.durable_name:
+            cfg.inactive_threshold = stream_limit(stream, "inactive_threshold")
+        if cfg.inactive_threshold <= 0 and not cfg.durable_name:
             cfg.inactive_threshold = DEFAULT_EPHEMERAL_INACTIVE
         if cfg.acks_required and cfg.max_ack_pending == 0:
             cfg.max_ack_pending = DEFAULT_MAX_ACK_PENDING
@@ -133,16 +136,13 @@ class ConsumerConfig:
             _check_push(self, stream)
         else:
             _check_pull(self, stream)
+        _check_stream_limits(self, stream)
         if self.direct and not self.is_push:
             raise ApiError(400, 10090, "consumer direct requires a push based consumer")
         if self.direct and self.is_durable:
             raise ApiError(400, 10091, "consumer direct requires an ephemeral consumer")
+        # Filters need not lie within the stream's subjects (10093 is gone since 2.10).
         _check_filters(self)
-        for filter_subject in self.filters:
-            if filter_subject != ">" and not any(
-                    subjects_collide(filter_subject.encode(), s.encode()) for s in stream.subjects):
-                raise ApiError(400, 10093, "consumer filter subject is not a valid subset of the "
-                                           "interest subjects")
         _check_start(self)
         if self.sample_freq:
             text = self.sample_freq.removesuffix("%")
@@ -160,12 +160,17 @@ class ConsumerConfig:
                                        f"{MAX_METADATA_LEN // 1024}KB")
 
     def check_update(self, old: ConsumerConfig) -> None:
-        """What an existing consumer may not change (nats-server's updateConfig)."""
+        """What an existing consumer may not change (nats-server's updateConfig), in nats-server
+        2.15's order."""
         def refuse(what: str) -> ApiError:
             return ApiError(500, 10012, f"{what} can not be updated")
 
         if self.deliver_policy != old.deliver_policy:
             raise refuse("deliver policy")
+        if self.mem_storage != old.mem_storage:
+            raise refuse("storage type")
+        if self.direct != old.direct:
+            raise refuse("direct")
         if self.opt_start_seq != old.opt_start_seq:
             raise refuse("start sequence")
         if self.start_time_ns != old.start_time_ns:
@@ -178,11 +183,11 @@ class ConsumerConfig:
             raise refuse("heart beats")
         if self.flow_control != old.flow_control:
             raise refuse("flow control")
-        if self.max_waiting != old.max_waiting:
-            raise refuse("max waiting")
         if self.is_push != old.is_push:
             raise ApiError(500, 10012, "can not update push consumer to pull based" if
                            old.is_push else "can not update pull consumer to push based")
+        if self.max_waiting != old.max_waiting:
+            raise refuse("max waiting")
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ConsumerConfig:
@@ -215,6 +220,52 @@ class ConsumerConfig:
             if getattr(self, name):
                 out[name] = getattr(self, name)
         return out
+
+
+def stream_limit(stream: StreamConfig, name: str) -> int:
+    """One of the stream's consumer_limits (0: not set)."""
+    value = (stream.consumer_limits or {}).get(name, 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _check_stream_limits(cfg: ConsumerConfig, stream: StreamConfig) -> None:
+    """A consumer may not go above its stream's consumer_limits (create and update alike)."""
+    max_ack_pending = stream_limit(stream, "max_ack_pending")
+    if max_ack_pending > 0 and cfg.max_ack_pending > max_ack_pending:
+        raise ApiError(400, 10121, "consumer max ack pending exceeds system limit of "
+                                   f"{max_ack_pending}")
+    threshold = stream_limit(stream, "inactive_threshold")
+    if threshold > 0 and cfg.inactive_threshold > threshold:
+        raise ApiError(400, 10153, "consumer inactive threshold exceeds system limit of "
+                                   f"{go_duration(threshold)}")
+
+
+def go_duration(ns: int) -> str:
+    """A duration as Go's time.Duration prints it: `10s`, `1m30s`, `1h0m0s`, `1.5s`, `250ms`."""
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
+    if ns < NANOS:
+        for unit, size in (("ms", 1_000_000), ("\u00b5s", 1_000), ("ns", 1)):
+            if ns >= size:
+                return sign + _decimal(ns, size) + unit
+    hours, rest = divmod(ns, 3600 * NANOS)
+    minutes, rest = divmod(rest, 60 * NANOS)
+    text = _decimal(rest, NANOS) + "s"
+    if hours or minutes:
+        text = f"{minutes}m{text}"
+    if hours:
+        text = f"{hours}h{text}"
+    return sign + text
+
+
+def _decimal(value: int, unit: int) -> str:
+    """value / unit in decimal, without trailing zeros in the fraction."""
+    whole, frac = divmod(value, unit)
+    if not frac:
+        return str(whole)
+    digits = len(str(unit)) - 1
+    return f"{whole}.{str(frac).rjust(digits, '0').rstrip('0')}"
 
 
 def _check_enums(cfg: ConsumerConfig) -> None:

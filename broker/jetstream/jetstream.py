@@ -38,6 +38,7 @@ from broker.jetstream.plans import (
     plan_consumer,
     plan_stream,
 )
+from broker.jetstream.sourcing import Origin, SourceRunner, StreamSink, source_transform
 from broker.jetstream.stream import Stream, store_config
 from broker.jetstream.streamconfig import StreamConfig
 from broker.logger import logger
@@ -123,6 +124,7 @@ class JetStream:
         self.streams: dict[str, LocalStream] = {}
         self.offline: dict[str, str] = {}  # stream name -> why it could not be recovered
         self._ingest_subs: dict[str, list[Subscription]] = {}
+        self._sourcing: dict[str, list[SourceRunner]] = {}  # stream -> its origins' runners
         # Builds the DIRECT.GET handler of a stream with allow_direct (set by the API layer).
         self.direct_get: Callable[[LocalStream], InternalHandler] | None = None
         self._expiry_timer: asyncio.TimerHandle | None = None
@@ -183,6 +185,8 @@ class JetStream:
             self._expiry_timer.cancel()
         if self.cluster is not None:
             await self.cluster.stop()
+        for name in list(self._sourcing):
+            self.stop_sourcing(name)
         for stream in self.streams.values():
             for consumer in stream.consumers.values():
                 consumer.close()
@@ -219,8 +223,14 @@ class JetStream:
         logger.info("  Restored %d messages for stream '%s > %s' in %.3fs", state.msgs,
                     self.account, name, time.monotonic() - started)
 
+    def _config_of(self, name: str) -> StreamConfig | None:
+        """Another stream's config (the checks of a mirror or sources look at their origins)."""
+        stream = self.streams.get(name)
+        return stream.config if stream is not None else None
+
     def _new_stream(self, config: StreamConfig, created: int) -> LocalStream:
-        return Stream(config, self._open_store(config), created, self._send)
+        return Stream(config, self._open_store(config), created, self._send,
+                      self.bus.publish_internal)
 
     def _open_store(self, config: StreamConfig) -> MessageStore:
         if config.storage == "memory":
@@ -232,7 +242,7 @@ class JetStream:
 
     def add_stream(self, requested: StreamConfig) -> tuple[LocalStream, bool]:
         """Create (or find an identical) stream. Returns (stream, created)."""
-        config = plan_stream(requested, self.duplicate_limit)
+        config = plan_stream(requested, self.duplicate_limit, self._config_of)
         if config.num_replicas > 1:
             raise errors.replicas_not_supported()
         existing = self.streams.get(config.name)
@@ -258,7 +268,8 @@ class JetStream:
 
     def update_stream(self, requested: StreamConfig) -> LocalStream:
         stream = self.lookup(requested.name)
-        config = requested.normalized(self.duplicate_limit).check_update(stream.config)
+        config = requested.normalized(self.duplicate_limit, self._config_of) \
+            .check_update(stream.config)
         check_stream_bytes(self.limits, config)
         self._check_overlap(config, ignore=stream.config.name)
         self._write_meta(config, stream.created)
@@ -416,6 +427,7 @@ class JetStream:
         self._subscribe_direct(stream)
         handler = self._ingest_handler(stream)
         self._ingest_subs[stream.config.name] += self.subscribe_ingest(stream, handler)
+        self.start_sourcing(stream, handler)
 
     def subscribe_ingest(self, stream: LocalStream, handler: InternalHandler) -> list[Subscription]:
         """Subscribe `handler` to the stream's subjects (peers route those publishes here)."""
@@ -438,8 +450,54 @@ class JetStream:
                                            propagate=self.cluster is not None)
 
     def _detach_ingest(self, stream: LocalStream) -> None:
+        self.stop_sourcing(stream.config.name)
         for sub in self._ingest_subs.pop(stream.config.name, []):
             self.bus.unsubscribe_internal(sub)
+
+    # Mirrors and sources (sourcing.py): run where the stream ingests.
+
+    def start_sourcing(self, stream: LocalStream, ingest: InternalHandler) -> None:
+        """Fill `stream` from its mirror or sources, through `ingest` (the handler that
+        stores what is published to it here)."""
+        config = stream.config
+        origins = [Origin.from_json(config.mirror, mirror=True)] if config.mirror else []
+        origins += [Origin.from_json(entry) for entry in config.sources or []]
+        if not origins:
+            return
+        self.stop_sourcing(config.name)
+        sink = StreamSink(stream, ingest, source_transform)
+        runners = [SourceRunner(self.bus, config.name, origin, sink, self._subscribe_sourcing)
+                   for origin in origins]
+        self._sourcing[config.name] = runners
+        for runner in runners:
+            runner.start()
+
+    def stop_sourcing(self, name: str) -> None:
+        for runner in self._sourcing.pop(name, []):
+            runner.stop()
+
+    def _subscribe_sourcing(self, subject: str, handler: InternalHandler) -> Subscription:
+        # The origin's consumer may run on another server: peers route its deliveries here.
+        return self.bus.subscribe_internal(subject, handler, propagate=True)
+
+    def stream_info(self, stream: LocalStream, subjects_filter: str = "",
+                    deleted_details: bool = False, now: int = 0) -> JsonObject:
+        """A stream's info, with its mirror's and sources' state when it has them."""
+        info = stream.info(subjects_filter, deleted_details, now or now_ns())
+        info.update(self.sourcing_info(stream.config.name))
+        return info
+
+    def sourcing_info(self, name: str) -> JsonObject:
+        """`mirror` / `sources` of a stream's info: each origin's lag and last contact."""
+        runners = self._sourcing.get(name, [])
+        info: JsonObject = {}
+        mirror = [r.info() for r in runners if r.origin.mirror]
+        if mirror:
+            info["mirror"] = mirror[0]
+        sources = [r.info() for r in runners if not r.origin.mirror]
+        if sources:
+            info["sources"] = sources
+        return info
 
     def _ingest_handler(self, stream: LocalStream) -> InternalHandler:
         def ingest(subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:

@@ -10,16 +10,18 @@ import os
 from typing import Any
 
 from broker.jetstream import errors
-from broker.jetstream.consumerconfig import ConsumerConfig
+from broker.jetstream.consumerconfig import ConsumerConfig, stream_limit
 from broker.jetstream.errors import ApiError
-from broker.jetstream.streamconfig import StreamConfig
+from broker.jetstream.streamconfig import Lookup, StreamConfig
 from common.subjects import subjects_collide
 from config.options import AccountJetStream
 
 
-def plan_stream(requested: StreamConfig, duplicate_limit: int) -> StreamConfig:
-    """The checks of a stream create that need nothing but the config."""
-    config = requested.normalized(duplicate_limit)
+def plan_stream(requested: StreamConfig, duplicate_limit: int,
+                lookup: Lookup | None = None) -> StreamConfig:
+    """The checks of a stream create that need nothing but the config (and, for a mirror or
+    sources, the account's other streams: `lookup`)."""
+    config = requested.normalized(duplicate_limit, lookup)
     if config.sealed:
         raise errors.stream_invalid_config("stream configuration for create can not be sealed")
     if config.mirror_direct and config.mirror is None:
@@ -48,11 +50,13 @@ def plan_consumer(stream_config: StreamConfig, existing: dict[str, ConsumerConfi
     name = config.durable_name or config.name
     previous = existing.get(name) if name else None
     if previous is not None:
-        if action == "create" and previous.to_json() != config.to_json():
+        if action == "create" and not _same_for_create(previous, config, requested,
+                                                       stream_config):
             raise ApiError(400, 10148, "consumer already exists")
+        if stream_config.retention == "workqueue":
+            _check_partition(existing, config, name)
         if previous.to_json() != config.to_json():
             config.check_update(previous)
-            _check_workqueue(stream_config, existing, config, name)
         return name, config, previous
     if action == "update":
         raise ApiError(400, 10149, "consumer does not exist")
@@ -61,9 +65,9 @@ def plan_consumer(stream_config: StreamConfig, existing: dict[str, ConsumerConfi
     if stream_config.retention == "workqueue":
         if config.ack_policy != "explicit":
             raise ApiError(400, 10098, "workqueue stream requires explicit ack")
-        _check_workqueue(stream_config, existing, config, name)
         if config.deliver_policy != "all":
             raise ApiError(400, 10101, "consumer must be deliver all on workqueue stream")
+        _check_workqueue(stream_config, existing, config, name)
     if not name:
         name = _random_name()
     if len(name) > 255:
@@ -119,18 +123,49 @@ def limit_consumer(limits: AccountJetStream, consumers_of_stream: int, config: C
     return dataclasses.replace(config, max_ack_pending=cap)
 
 
+def _same_for_create(previous: ConsumerConfig, config: ConsumerConfig,
+                     requested: ConsumerConfig, stream_config: StreamConfig) -> bool:
+    """Whether a create (`action` "create") asks for exactly the existing consumer. As in
+    nats-server, the ephemeral inactive threshold default (5s) is not part of the request: an
+    ephemeral asked for again without a threshold differs from the one that got the default."""
+    asked = dataclasses.replace(config)
+    if not asked.durable_name and requested.inactive_threshold <= 0 and \
+            stream_limit(stream_config, "inactive_threshold") == 0:
+        asked.inactive_threshold = 0
+    # A durable is named after itself, whichever create subject made it.
+    return _comparable(asked) == _comparable(previous)
+
+
+def _comparable(config: ConsumerConfig) -> dict[str, Any]:
+    out = config.to_json()
+    if config.durable_name:
+        out["name"] = config.durable_name
+    return out
+
+
 def _check_workqueue(stream_config: StreamConfig, existing: dict[str, ConsumerConfig],
                      config: ConsumerConfig, name: str) -> None:
+    """A new consumer of a workqueue stream: one unfiltered consumer at most, and no two whose
+    filters share a subject."""
     if stream_config.retention != "workqueue":
         return
-    others = [c for n, c in existing.items() if n != name]
-    if not others:
+    if not any(n != name for n in existing):
         return
     if config.filters == (">",):
         raise ApiError(400, 10099, "multiple non-filtered consumers not allowed on "
                                    "workqueue stream")
-    for other in others:
-        for a in config.filters:
+    _check_partition(existing, config, name)
+
+
+def _check_partition(existing: dict[str, ConsumerConfig], config: ConsumerConfig,
+                     name: str) -> None:
+    """No other consumer of a workqueue stream shares a subject with these filters (an update
+    that drops its filters is not refused here, as in nats-server)."""
+    filters = config.filter_subjects or ([config.filter_subject] if config.filter_subject else [])
+    for other_name, other in existing.items():
+        if other_name == name:
+            continue
+        for a in filters:
             for b in other.filters:
                 if subjects_collide(a.encode(), b.encode()):
                     raise ApiError(400, 10100, "filtered consumer not unique on workqueue "

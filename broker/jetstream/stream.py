@@ -10,6 +10,13 @@ data, timestamp) `apply_publish` always decides the same, which is what lets eve
 cluster feed it from the Raft log. What makes a sequence durable is the caller's: the group
 commit's fsync on a single server, the Raft commit on a cluster.
 
+The stream's `subject_transform` maps a publish's subject before anything else looks at it
+(the stored subject is the transformed one; a subject it does not match is stored as it came),
+on every replica alike. `republish` sends a copy of each stored message to its transformed
+subject with the `Nats-Stream`, `Nats-Subject`, `Nats-Sequence`, `Nats-Time-Stamp`,
+`Nats-Last-Sequence` (and, headers only, `Nats-Msg-Size`) headers, from the leader only:
+`leader` is True for a stream nobody else replicates, and the cluster moves it with leadership.
+
 Consumers are seen through `StreamConsumer`, what the stream asks of them.
 """
 
@@ -29,12 +36,21 @@ from broker.jetstream.jsondecode import JsonObject
 from broker.jetstream.streamconfig import StreamConfig
 from broker.logger import logger
 from common.gotime import NANOS, format_ns, parse_go_duration
+from common.subjects import is_valid_literal_subject
+from common.transform import SubjectTransform, new_transform
 from storage.store import ALL, MessageStore, StoreConfig, StoredMessage, StoreError, StoreFull
 
 MAX_HEADER_SIZE = 65535
 
 # Sends one server message: (reply subject, payload). The bus's publish_internal, for answers.
 Send = Callable[[bytes, bytes], None]
+
+
+class Publish(Protocol):
+    """Publishes a server message with headers (the bus's `publish_internal`): republish."""
+
+    def __call__(self, subject: bytes, reply: bytes = b"", payload: bytes = b"",
+                 hdr: int = -1) -> int: ...
 
 
 class StreamConsumer(Protocol):
@@ -73,11 +89,17 @@ def store_config(cfg: StreamConfig) -> StoreConfig:
 
 class Stream(Generic[C]):
     def __init__(self, config: StreamConfig, store: MessageStore, created: int,
-                 send: Send) -> None:
+                 send: Send, publish: Publish | None = None) -> None:
         self.config = config
         self.store = store
         self.created = created
         self.send = send
+        self.publish = publish
+        # Whether this copy republishes (the cluster sets it: only a leader does).
+        self.leader = True
+        self._transform: SubjectTransform | None = None
+        self._republish: SubjectTransform | None = None
+        self._set_transforms(config)
         self.dedupe = Dedupe(config.duplicate_window)
         self._dedupe_loaded = False
         self.last_msg_id = ""
@@ -122,6 +144,8 @@ class Stream(Generic[C]):
     def apply_publish(self, subject: str, hdr: bytes, data: bytes, ts: int) -> Published:
         """Apply one publish at time `ts` (ns). Raises ApiError when it is refused."""
         cfg = self.config
+        if self._transform is not None:
+            subject = self._transform.apply(subject) or subject
         if cfg.sealed:
             raise errors.stream_sealed()
         msg_id = ""
@@ -141,11 +165,14 @@ class Stream(Generic[C]):
             rollup = self._rollup(fields)
             ttl = self._ttl(fields)
         self._check_size(subject, hdr, data)
+        republish = None
         if cfg.retention == "interest" and not any(c.matches(subject)
                                                    for c in self.consumers.values()):
             # Nobody will ever read it: take the sequence, keep nothing (nats-server skips it).
             seq = self.store.skip_msg(ts)
         else:
+            if self._republish is not None and self.leader and self.publish is not None:
+                republish = self._republish_to(subject)
             seq = self.store.store_msg(subject, hdr, data, ts, ttl)
         if msg_id:
             self.dedupe.record(msg_id, seq, ts)
@@ -158,7 +185,45 @@ class Stream(Generic[C]):
             consumer.on_stored(seq, subject)
             if rollup:
                 consumer.on_removed()
+        if republish is not None:
+            self._send_republish(republish, subject, hdr, data, seq, ts)
         return Published(seq)
+
+    # Subject transform and republish
+
+    def _set_transforms(self, config: StreamConfig) -> None:
+        """The transforms of a (validated) config."""
+        st, rp = config.subject_transform, config.republish
+        self._transform = new_transform(st.get("src", ""), st.get("dest", "")) if st else None
+        self._republish = new_transform(rp.get("src", ""), rp.get("dest", "")) if rp else None
+
+    def _republish_to(self, subject: str) -> tuple[bytes, int] | None:
+        """(the subject, the last sequence of `subject` before this message) to republish a
+        message stored under `subject` to; None: not republished."""
+        assert self._republish is not None
+        target = self._republish.apply(subject)
+        if target is None:
+            return None
+        encoded = target.encode()
+        if not is_valid_literal_subject(encoded):
+            logger.warning("Stream '$G > %s' suppressing republish with invalid subject %r",
+                           self.config.name, target)
+            return None
+        return encoded, self.store.last_seq_for(subject)
+
+    def _send_republish(self, target: tuple[bytes, int], subject: str, hdr: bytes,
+                        data: bytes, seq: int, ts: int) -> None:
+        """The copy of a stored message: its headers (if any) and then the stream's."""
+        assert self.publish is not None
+        dest, last = target
+        headers_only = bool(self.config.republish and self.config.republish.get("headers_only"))
+        fields = (f"Nats-Stream: {self.config.name}\r\nNats-Subject: {subject}\r\n"
+                  f"Nats-Sequence: {seq}\r\nNats-Time-Stamp: {format_ns(ts)}\r\n"
+                  f"Nats-Last-Sequence: {last}\r\n")
+        if headers_only:
+            fields += f"Nats-Msg-Size: {len(data)}\r\n"
+        block = (hdr[:-2] if hdr else b"NATS/1.0\r\n") + fields.encode() + b"\r\n"
+        self.publish(dest, b"", block if headers_only else block + data, len(block))
 
     # Consumers and retention
 
@@ -381,6 +446,7 @@ class Stream(Generic[C]):
 
     def update(self, config: StreamConfig) -> None:
         self.config = config
+        self._set_transforms(config)
         self.dedupe.window = config.duplicate_window
         self.ack_prefix = b'{"stream":%s, "seq":' % _json_str(config.name)
         self.store.update_config(store_config(config))

@@ -2,11 +2,16 @@
 
 `normalize()` applies nats-server's defaults (0 means "default" and clients send zeros);
 `to_json()` echoes the config with Go's omitempty rules so clients see what nats-server sends.
-Validation mirrors `checkStreamCfg` and the update rules of `configUpdateCheck`.
+Validation mirrors `checkStreamCfg` and the update rules of `configUpdateCheck`, including
+`subject_transform` and `republish` (common/transform.py) and the checks of a mirror or sources
+(`check_sourcing`; those against other streams need the `lookup` `normalized()` takes); the
+copying itself is broker/jetstream/sourcing.py.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,7 +29,14 @@ from broker.jetstream.jsondecode import (
     json_field,
 )
 from common.gotime import NANOS
-from common.subjects import is_subset, is_valid_subject, subject_matches, subjects_collide
+from common.subjects import (
+    is_literal,
+    is_subset,
+    is_valid_subject,
+    subject_matches,
+    subjects_collide,
+)
+from common.transform import TransformError, new_transform, validate_mapping
 
 MAX_NAME_LEN = 255
 MAX_DESCRIPTION_LEN = 4 * 1024
@@ -78,8 +90,11 @@ class StreamConfig:
 
     # Normalisation and validation (nats-server's checkStreamCfg).
 
-    def normalized(self, server_duplicate_limit: int = 0) -> StreamConfig:
-        """A copy with defaults applied and everything checked; raises ApiError."""
+    def normalized(self, server_duplicate_limit: int = 0, lookup: Lookup | None = None
+                   ) -> StreamConfig:
+        """A copy with defaults applied and everything checked; raises ApiError. `lookup`
+        finds the account's other streams by name (for the checks of a mirror or sources
+        against their origins); without it those checks see no other stream."""
         cfg = replace(self, subjects=list(self.subjects),
                       consumer_limits=dict(self.consumer_limits or {}))
         _check_identity(cfg)
@@ -96,7 +111,11 @@ class StreamConfig:
                 setattr(cfg, name, -1)
         _normalize_windows(cfg, server_duplicate_limit)
         _check_policies(cfg)
+        check_sourcing(cfg, lookup)
         _normalize_subjects(cfg)
+        _check_subject_transform(cfg)
+        _check_republish(cfg)
+        check_sourcing_filters(cfg)
         return cfg
 
     def check_update(self, old: StreamConfig) -> StreamConfig:
@@ -121,7 +140,8 @@ class StreamConfig:
             raise refuse("stream configuration update can not cancel deny purge")
         if old.allow_msg_ttl and not self.allow_msg_ttl:
             raise refuse("stream configuration update can not disable message TTL")
-        if self.mirror != old.mirror:
+        # A mirror may be removed (the stream is promoted), never changed.
+        if self.mirror is not None and _zero_free(self.mirror) != _zero_free(old.mirror):
             raise errors.mirror_not_updatable()
         if self.num_replicas != old.num_replicas:
             raise errors.replicas_not_supported()
@@ -222,7 +242,7 @@ def _check_enums(cfg: StreamConfig) -> None:
 
 def _normalize_windows(cfg: StreamConfig, server_limit: int) -> None:
     # The order of these checks decides which error a bad config gets (checkStreamCfg's order).
-    if cfg.duplicate_window == 0 and cfg.mirror is None:
+    if cfg.duplicate_window == 0 and cfg.mirror is None and not cfg.sources:
         window = DEFAULT_DUPLICATE_WINDOW
         if 0 < server_limit < window:
             window = server_limit
@@ -253,16 +273,12 @@ def _check_policies(cfg: StreamConfig) -> None:
         if cfg.max_msgs_per_subject <= 0:
             raise errors.stream_invalid_config(
                 "discard new per subject requires max msgs per subject > 0")
-    for name, what in (("mirror", "mirror"), ("sources", "sources"),
-                       ("subject_transform", "subject_transform"),
-                       ("republish", "republish")):
-        if getattr(cfg, name):
-            raise errors.not_supported(f"stream {what}")
 
 
 def _normalize_subjects(cfg: StreamConfig) -> None:
     if not cfg.subjects:
-        cfg.subjects = [cfg.name]
+        if cfg.mirror is None and not cfg.sources:
+            cfg.subjects = [cfg.name]
         return
     seen: set[str] = set()
     for subject in cfg.subjects:
@@ -277,3 +293,335 @@ def _normalize_subjects(cfg: StreamConfig) -> None:
         for b in cfg.subjects:
             if a != b and subjects_collide(a.encode(), b.encode()):
                 raise errors.stream_invalid_config(f'subject "{a}" overlaps with "{b}"')
+
+
+# Subject transform and republish (checkStreamCfg's last checks)
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise errors.invalid_json(f"json: cannot unmarshal into Go struct field {where}")
+    return value
+
+
+def _field(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    """`obj[key]` of JSON type `kind` (str / bool / int), or its zero value when absent."""
+    value = obj.get(key)
+    if value is None:
+        return kind()
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise errors.invalid_json(f"json: cannot unmarshal into Go struct field {where}.{key}")
+    return value
+
+
+def _check_subject_transform(cfg: StreamConfig) -> None:
+    """`subject_transform {src, dest}`: echoed with both keys; an empty dest transforms
+    nothing."""
+    if cfg.subject_transform is None:
+        return
+    st = _object(cfg.subject_transform, "StreamConfig.subject_transform")
+    src = _field(st, "src", str, "SubjectTransformConfig")
+    dest = _field(st, "dest", str, "SubjectTransformConfig")
+    cfg.subject_transform = {"src": src, "dest": dest}
+    if src and not is_valid_subject(src.encode()):
+        raise ApiError(400, 10155, f"stream transform source: invalid subject {src}")
+    try:
+        validate_mapping(src, dest)
+    except TransformError as exc:
+        raise ApiError(400, 10156, f"stream transform: {exc}") from None
+
+
+def _check_republish(cfg: StreamConfig) -> None:
+    """`republish {src, dest, headers_only}`: src defaults to `>`; dest must not lead back
+    into the stream. `>` to `>` with a transform of the stream's only subject republishes the
+    transformed subjects. An empty dest republishes nothing."""
+    if cfg.republish is None:
+        return
+    rp = _object(cfg.republish, "StreamConfig.republish")
+    src = _field(rp, "src", str, "RePublish") or ">"
+    dest = _field(rp, "dest", str, "RePublish")
+    headers_only = _field(rp, "headers_only", bool, "RePublish")
+    st = cfg.subject_transform
+    if src == ">" and dest == ">" and st is not None and len(cfg.subjects) == 1 \
+            and st["src"] == cfg.subjects[0]:
+        src = dest = st["dest"]
+    cfg.republish = {"src": src, "dest": dest}
+    if headers_only:
+        cfg.republish["headers_only"] = True
+    if any(subjects_collide(dest.encode(), s.encode()) for s in cfg.subjects):
+        raise errors.stream_invalid_config(
+            "stream configuration for republish destination forms a cycle")
+    try:
+        new_transform(src, dest)
+    except TransformError:
+        raise errors.stream_invalid_config(
+            f"stream configuration for republish with transform from '{src}' to '{dest}' "
+            "not valid") from None
+
+
+# Mirror and sources (checkStreamCfg's checks of them, in its order)
+
+# The account's other streams by name (None: no such stream).
+Lookup = Callable[[str], "StreamConfig | None"]
+
+JS_API_PREFIX = "$JS.API"
+
+
+def _consumer_invalid(mirror: bool) -> ApiError:
+    if mirror:
+        return ApiError(400, 10213, "stream mirror consumer config is invalid")
+    return ApiError(400, 10215, "stream source consumer config is invalid")
+
+
+def _is_asset_name(name: Any) -> bool:
+    return isinstance(name, str) and is_valid_name(name) and "/" not in name \
+        and "\\" not in name
+
+
+def _is_publish_subject(subject: str) -> bool:
+    return is_valid_subject(subject.encode()) and is_literal(subject)
+
+
+def _origin(value: Any, where: str) -> dict[str, Any]:
+    """A mirror or source entry, its fields type-checked as Go's decoder would."""
+    origin = _object(value, where)
+    for key in ("name", "filter_subject", "opt_start_time"):
+        _field(origin, key, str, "StreamSource")
+    _field(origin, "opt_start_seq", int, "StreamSource")
+    for key in ("external", "consumer"):
+        if origin.get(key) is not None:
+            obj = _object(origin[key], f"StreamSource.{key}")
+            for sub in obj:
+                _field(obj, sub, str, f"StreamSource.{key}")
+    transforms = origin.get("subject_transforms")
+    if transforms is not None:
+        if not isinstance(transforms, list):
+            raise errors.invalid_json("json: cannot unmarshal into Go struct field "
+                                      "StreamSource.subject_transforms")
+        for tr in transforms:
+            tr = _object(tr, "StreamSource.subject_transforms")
+            _field(tr, "src", str, "SubjectTransformConfig")
+            _field(tr, "dest", str, "SubjectTransformConfig")
+    return origin
+
+
+def _transforms(origin: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(tr.get("src") or "", tr.get("dest") or "")
+            for tr in origin.get("subject_transforms") or []]
+
+
+def _check_origin_consumer(origin: dict[str, Any], mirror: bool) -> None:
+    """A durable consumer named for the sourcing: a name, a literal deliver subject, and no
+    start position or filter of the origin's own."""
+    consumer = origin.get("consumer")
+    if consumer is None:
+        return
+    deliver = consumer.get("deliver_subject") or ""
+    if not _is_asset_name(consumer.get("name") or "") or not is_literal(deliver) \
+            or not is_valid_subject(deliver.encode()):
+        raise _consumer_invalid(mirror)
+    if origin.get("opt_start_seq") or origin.get("opt_start_time"):
+        raise _consumer_invalid(mirror)
+    if origin.get("filter_subject"):
+        raise _consumer_invalid(mirror)
+
+
+def _check_transforms(transforms: list[tuple[str, str]], mirror: bool) -> None:
+    """Each transform's source and destination (then, for a mirror, their overlap)."""
+    what, bad_src, bad_dest = ("mirror", 10151, 10154) if mirror else ("source", 10145, 10146)
+    for i, (src, dest) in enumerate(transforms):
+        if src and not is_valid_subject(src.encode()):
+            raise ApiError(400, bad_src, f"{what} transform source: invalid subject {src}")
+        try:
+            validate_mapping(src, dest)
+        except TransformError as exc:
+            raise ApiError(400, bad_dest, f"{what} transform: {exc}") from None
+        if mirror:
+            for j, (other, _) in enumerate(transforms):
+                if i != j and subjects_collide(src.encode(), other.encode()):
+                    raise ApiError(400, 10152, "mirror subject filters can not overlap")
+
+
+def _source_key(origin: dict[str, Any]) -> str:
+    """What makes two sources the same (nats-server's composeIName): the stream, its API
+    prefix, its consumer and its filters / transforms."""
+    key = origin.get("name") or ""
+    external = origin.get("external")
+    if external is not None:
+        key += ":" + (external.get("api") or "")
+    consumer = origin.get("consumer")
+    if consumer is not None:
+        key += ":C=" + (consumer.get("name") or "")
+    transforms = _transforms(origin)
+    if transforms:
+        src = "\f".join(s or ">" for s, _ in transforms)
+        dest = "\f".join(d or ">" for _, d in transforms)
+    else:
+        src, dest = origin.get("filter_subject") or ">", ">"
+    return f"{key} {src} {dest}"
+
+
+def check_sourcing(cfg: StreamConfig, lookup: Lookup | None = None) -> None:
+    """The checks of a mirror or of sources, as nats-server's checkStreamCfg makes them (in
+    its order, before the stream's own subjects are looked at). `lookup`: the account's other
+    streams, for the checks against an origin and the cycle check through them."""
+    if cfg.sources is not None and not cfg.sources:
+        cfg.sources = None
+    find: Lookup = lookup or (lambda name: None)
+    origin_subjects: list[str] = []
+    deliver_prefixes: list[str] = []
+    api_prefixes: list[str] = []
+
+    def external_prefixes(origin: dict[str, Any]) -> None:
+        external = origin["external"]
+        if external.get("deliver"):
+            deliver_prefixes.append(external["deliver"])
+        if external.get("api"):
+            api_prefixes.append(external["api"])
+
+    if cfg.mirror is not None:
+        mirror = _origin(cfg.mirror, "StreamConfig.mirror")
+        if cfg.first_seq > 0:
+            raise ApiError(400, 10143, "stream mirrors can not have first sequence configured")
+        if cfg.subjects:
+            raise ApiError(400, 10034, "stream mirrors can not contain subjects")
+        if cfg.sources:
+            raise ApiError(400, 10031, "stream mirrors can not also contain other sources")
+        _check_origin_consumer(mirror, mirror=True)
+        transforms = _transforms(mirror)
+        if mirror.get("filter_subject") and transforms:
+            raise ApiError(400, 10150, "mirror with multiple subject transforms cannot also "
+                           "have a single subject filter")
+        if cfg.subject_delete_marker_ttl > 0:
+            raise errors.stream_invalid_config("subject delete markers forbidden on mirrors")
+        _check_transforms(transforms, mirror=True)
+        if mirror.get("external") is None:
+            name = mirror.get("name") or ""
+            if not _is_asset_name(name):
+                raise ApiError(400, 10142, "mirrored stream name is invalid")
+            origin_cfg = find(name)
+            if origin_cfg is not None:
+                origin_subjects += origin_cfg.subjects
+                if 0 < cfg.max_msg_size < origin_cfg.max_msg_size:
+                    raise ApiError(400, 10030,
+                                   "stream mirror must have max message size >= source")
+                cfg.mirror_direct = origin_cfg.allow_direct
+        else:
+            external_prefixes(mirror)
+
+    seen: set[str] = set()
+    consumers: set[str] = set()
+    for entry in cfg.sources or []:
+        source = _origin(entry, "StreamConfig.sources")
+        if not _is_asset_name(source.get("name") or ""):
+            raise ApiError(400, 10141, "sourced stream name is invalid")
+        key = _source_key(source)
+        if key in seen:
+            raise ApiError(400, 10140, "duplicate source configuration detected")
+        seen.add(key)
+        transforms = _transforms(source)
+        if source.get("filter_subject") and transforms:
+            raise ApiError(400, 10144, "source with multiple subject transforms cannot also "
+                           "have a single subject filter")
+        _check_transforms(transforms, mirror=False)
+        for i, (src, _) in enumerate(transforms):
+            for j, (other, _) in enumerate(transforms):
+                if i != j and is_subset(src.encode(), other.encode()):
+                    raise ApiError(400, 10147, "source filters can not overlap")
+        _check_origin_consumer(source, mirror=False)
+        if source.get("consumer") is not None:
+            consumer_key = source["name"] + (
+                ":" + (source["external"].get("api") or "") if source.get("external") else "")
+            consumer_key += " " + (source["consumer"].get("name") or "")
+            if consumer_key in consumers:
+                raise ApiError(400, 10216, "duplicate stream source consumer detected")
+            consumers.add(consumer_key)
+        if source.get("external") is None:
+            origin_cfg = find(source["name"])
+            if origin_cfg is not None:
+                origin_subjects += origin_cfg.subjects
+                if 0 < cfg.max_msg_size < origin_cfg.max_msg_size:
+                    raise ApiError(400, 10046,
+                                   "stream source must have max message size >= target")
+        else:
+            external_prefixes(source)
+
+    for prefix in deliver_prefixes:
+        if not _is_publish_subject(prefix):
+            raise ApiError(400, 10024,
+                           f"stream external delivery prefix {prefix} must not contain wildcards")
+        for subject in origin_subjects:
+            if subjects_collide(subject.encode(), f"{prefix}.{subject}".encode()):
+                raise ApiError(400, 10022, f"stream external delivery prefix {prefix} overlaps "
+                               f"with stream subject {subject}")
+    for prefix in api_prefixes:
+        if not _is_publish_subject(prefix):
+            raise errors.stream_invalid_config(
+                f"stream external api prefix {_go_quote(prefix)} must be a valid subject "
+                "without wildcards")
+        if subjects_collide(prefix.encode(), JS_API_PREFIX.encode()):
+            raise ApiError(400, 10021, f"stream external api prefix {prefix} must not "
+                           f"overlap with {JS_API_PREFIX}")
+    _check_cycles(cfg, find)
+
+
+def _check_cycles(cfg: StreamConfig, find: Lookup) -> None:
+    """No stream may (through sources or mirrors, local ones) end up filled from itself."""
+    to_visit = [cfg]
+    visited: set[str] = set()
+
+    def overlaps(subjects: list[str], filter_subject: str) -> bool:
+        return not filter_subject or any(
+            subjects_collide(s.encode(), filter_subject.encode()) for s in subjects)
+
+    while to_visit:
+        current = to_visit.pop(0)
+        visited.add(current.name)
+        for source in current.sources or []:
+            if source.get("external") is not None:
+                continue
+            name = source.get("name") or ""
+            if name in visited:
+                if overlaps(current.subjects, source.get("filter_subject") or ""):
+                    raise errors.stream_invalid_config("detected cycle")
+            elif (found := find(name)) is not None:
+                to_visit.append(found)
+        mirror = current.mirror
+        if mirror is not None and mirror.get("external") is None:
+            name = mirror.get("name") or ""
+            if name in visited:
+                raise errors.stream_invalid_config("detected cycle")
+            if (found := find(name)) is not None:
+                to_visit.append(found)
+
+
+def check_sourcing_filters(cfg: StreamConfig) -> None:
+    """The filter subjects of a mirror or sources without transforms, which nats-server checks
+    when it adds the stream (after checkStreamCfg): 500/10049."""
+    if cfg.mirror is not None and not _transforms(cfg.mirror):
+        subject = cfg.mirror.get("filter_subject") or ""
+        if subject and not is_valid_subject(subject.encode()):
+            raise ApiError(500, 10049,
+                           f"subject filter '{subject}' for the mirror invalid subject")
+    for source in cfg.sources or []:
+        subject = source.get("filter_subject") or ""
+        if not _transforms(source) and subject and not is_valid_subject(subject.encode()):
+            raise ApiError(500, 10049,
+                           f"subject filter '{subject}' for the source: invalid subject")
+
+
+def _zero_free(value: Any) -> Any:
+    """A JSON value without its zero-valued members (Go compares structs, where an absent
+    field and a zero one are the same)."""
+    if isinstance(value, dict):
+        return {k: _zero_free(v) for k, v in value.items() if v not in (None, "", 0, False, [], {})}
+    if isinstance(value, list):
+        return [_zero_free(v) for v in value]
+    return value
+
+
+def _go_quote(text: str) -> str:
+    """Go's %q of a plain string."""
+    return json.dumps(text, ensure_ascii=False)

@@ -25,6 +25,7 @@ BENCHES = {
     "js_pull_consume": (True, lambda s, a, d: jetstream.pull_consume(s, count=a.consume_count)),
     "js_push_consume": (True, lambda s, a, d: jetstream.push_consume(s, count=a.consume_count)),
     "metrics_scrape": (True, lambda s, a, d: metrics.scrape_cost(s, streams=a.metrics_streams)),
+    "mirror_catchup": (True, lambda s, a, d: jetstream.mirror_catchup(s, count=a.consume_count)),
 }
 
 

@@ -205,6 +205,26 @@ def restart_with_messages(server: ServerProcess, store_dir: str, count: int = 1_
             "disk_bytes_per_msg": round(disk / max(state["messages"], 1), 1)}
 
 
+def mirror_catchup(server: ServerProcess, count: int = 200_000, size: int = 128) -> dict:
+    """Fill a stream, then create its mirror: how fast the mirror copies the backlog."""
+    fill = async_publish(server, count=count, size=size, window=1024, stream="ORIGIN")
+    started = time.perf_counter()
+    _api(server, "$JS.API.STREAM.CREATE.COPY", {"name": "COPY", "mirror": {"name": "ORIGIN"}})
+    copied = 0
+    reported = 0
+    while copied < count:
+        time.sleep(0.05)
+        copied = _api(server, "$JS.API.STREAM.INFO.COPY", {})["state"]["messages"]
+        if copied >= reported + count // 10:
+            reported = copied
+            print(f"  ... mirror holds {copied} of {count}", flush=True)
+        if time.perf_counter() - started > 600:
+            raise TimeoutError(f"the mirror copied {copied} of {count} in 10 minutes")
+    seconds = time.perf_counter() - started
+    return {"messages": count, "fill_msgs_per_sec": fill["msgs_per_sec"],
+            "seconds": round(seconds, 3), "msgs_per_sec": round(count / seconds)}
+
+
 class _MsgReader:
     """Minimal client-side MSG/HMSG frame reader for the consumer benchmarks."""
 

@@ -297,7 +297,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         impl = callspec.params.get("impl") if callspec else None
         if impl is None or impl == ORACLE:
             continue
-        if impl == "broker" and item.get_closest_marker("nats_29_only") is not None:
+        if impl in ("broker", "nats-server-2.15.1") and \
+                item.get_closest_marker("nats_29_only") is not None:
             # The broker implements (and advertises) 2.10, where these behaviours changed.
             item.add_marker(pytest.mark.skip(reason="2.9.10 behaviour that 2.10 changed"))
             continue

@@ -190,9 +190,13 @@ class ClusterApi:
             raise errors.stream_name_mismatch()
         if "\\" in name or "/" in name:
             raise ApiError(400, 10128, "Stream name can not contain path separators")
-        config = plan_stream(config, self.js.duplicate_limit)
+        config = plan_stream(config, self.js.duplicate_limit, self._config_of)
         if config.num_replicas < 1:
             config.num_replicas = 1
+        if config.num_replicas > 1 and (config.mirror or config.sources):
+            # The leader would copy, but a new leader could store a copy twice: origin
+            # sequences are not yet checked where replicas apply (R1 works; origins any R).
+            raise errors.not_supported("a mirror or sources on a replicated stream")
         state = self.cluster.meta
         existing = state.streams.get(name)
         if existing is not None:
@@ -214,6 +218,12 @@ class ClusterApi:
         if change.error:
             raise errors.stream_name_in_use()
         return None  # the stream's leader (or R1 host) answers
+
+    def _config_of(self, name: str) -> StreamConfig | None:
+        """A stream's config as the meta group holds it (for the checks of a mirror or
+        sources against their origins)."""
+        sa = self.cluster.meta.streams.get(name)
+        return StreamConfig.from_json(sa.config) if sa is not None else None
 
     def _place(self, replicas: int) -> list[str]:
         try:
@@ -239,11 +249,13 @@ class ClusterApi:
         if sa is None:
             raise errors.stream_not_found()
         current = StreamConfig.from_json(sa.config)
-        config = config.normalized(self.js.duplicate_limit)
+        config = config.normalized(self.js.duplicate_limit, self._config_of)
         if config.num_replicas < 1:
             config.num_replicas = 1
         if config.num_replicas != current.num_replicas:
             raise ApiError(400, 10061, "Replicas configuration can not be updated")
+        if config.num_replicas > 1 and (config.mirror or config.sources):
+            raise errors.not_supported("a mirror or sources on a replicated stream")
         config = config.check_update(current)
         check_stream_bytes(self.js.limits, config)
         check_overlap(config, [StreamConfig.from_json(other.config)

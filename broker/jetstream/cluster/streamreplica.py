@@ -68,6 +68,7 @@ class StreamReplica:
         self.js = cluster.js
         self.bus = cluster.js.bus
         self.stream = stream
+        stream.leader = False  # republishes only while leading (see _gain_leadership)
         self.assignment = sa
         self.group = sa.group
         self.label = f"'$G > {stream.config.name}' ({sa.group})"
@@ -284,6 +285,7 @@ class StreamReplica:
 
     def _gain_leadership(self) -> None:
         self.leader = True
+        self.stream.leader = True
         self.leader_since = now_ns()
         self.epoch = entries.new_epoch()
         self._number = 0
@@ -307,6 +309,7 @@ class StreamReplica:
         if not self.leader:
             return
         self.leader = False
+        self.stream.leader = False
         self.epoch = b""
         for sub in self._ingest:
             self.bus.unsubscribe_internal(sub)

@@ -1,0 +1,122 @@
+"""Mirrors and sources, as nats-py sees them on nats-server and on us: a mirror keeps the
+origin's sequences, subjects and headers; sources store each message under its (transformed)
+subject with a `Nats-Stream-Source` header; both catch up what was there before and follow
+what comes after; stream info shows each origin's lag."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+from nats.js.api import StreamSource, SubjectTransform
+
+from ..conftest import impl_version
+
+pytestmark = pytest.mark.conformance(area="sourcing")
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 10.0) -> None:
+    """Poll `check` (a copy runs in the background) until it holds, or fail naming `what`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def count(js, stream: str) -> int:
+    return (await js.stream_info(stream)).state.messages
+
+
+@pytest.fixture
+def needs_210(impl):
+    if impl_version(impl) < (2, 10):
+        pytest.skip("subject transforms in sources came with nats-server 2.10")
+
+
+async def test_a_mirror_keeps_sequences_subjects_and_headers(nc, uniq):
+    js = nc.jetstream()
+    origin, mirror = f"{uniq}O", f"{uniq}M"
+    await js.add_stream(name=origin, subjects=[f"{uniq}.>"])
+    for n in range(1, 6):
+        await js.publish(f"{uniq}.{n}", b"m%d" % n, headers={"X-N": str(n)})
+    await js.delete_msg(origin, 2)  # a gap the mirror keeps
+    await js.add_stream(name=mirror, mirror=StreamSource(name=origin))
+
+    async def caught_up() -> bool:
+        return (await js.stream_info(mirror)).state.last_seq == 5
+    await until(caught_up, "the mirror to catch up")
+    await js.publish(f"{uniq}.6", b"m6")
+    await until(lambda: _last_seq_is(js, mirror, 6), "the mirror to follow")
+    for seq in (1, 3, 6):
+        msg = await js.get_msg(mirror, seq)
+        assert (msg.subject, msg.data) == (f"{uniq}.{seq}", b"m%d" % seq)
+    assert (await js.get_msg(mirror, 3)).headers["X-N"] == "3"
+    info = await js.stream_info(mirror)
+    assert info.state.messages == 5 and info.state.first_seq == 1
+    assert info.mirror is not None and info.mirror.name == origin and info.mirror.lag == 0
+
+
+async def _last_seq_is(js, stream: str, seq: int) -> bool:
+    return (await js.stream_info(stream)).state.last_seq == seq
+
+
+async def test_sources_gather_streams_with_a_header_naming_each_origin(nc, uniq, impl):
+    js = nc.jetstream()
+    one, two, agg = f"{uniq}A", f"{uniq}B", f"{uniq}AGG"
+    await js.add_stream(name=one, subjects=[f"{uniq}.a.>"])
+    await js.add_stream(name=two, subjects=[f"{uniq}.b.>"])
+    await js.publish(f"{uniq}.a.1", b"a1")
+    await js.publish(f"{uniq}.b.1", b"b1")
+    await js.publish(f"{uniq}.b.2", b"b2")
+    await js.add_stream(name=agg, sources=[
+        StreamSource(name=one), StreamSource(name=two, filter_subject=f"{uniq}.b.2")])
+    await until(lambda: _count_is(js, agg, 2), "both sources")
+    await js.publish(f"{uniq}.a.2", b"a2")
+    await until(lambda: _count_is(js, agg, 3), "a new message of a source")
+    # "<origin> <seq> <filter> <transform> <subject>": 2.9 wrote the first two fields only,
+    # 2.14 added the origin's identity at the end.
+    fields = 2 if impl_version(impl) < (2, 10) else 5
+    got = {}
+    for seq in (1, 2, 3):
+        msg = await js.get_msg(agg, seq)
+        got[msg.subject] = " ".join(msg.headers["Nats-Stream-Source"].split(" ")[:fields])
+    expected = {f"{uniq}.a.1": f"{one} 1 > > {uniq}.a.1",
+                f"{uniq}.b.2": f"{two} 2 {uniq}.b.2 > {uniq}.b.2",
+                f"{uniq}.a.2": f"{one} 2 > > {uniq}.a.2"}
+    assert got == {k: " ".join(v.split(" ")[:fields]) for k, v in expected.items()}
+    info = await js.stream_info(agg)
+    assert sorted(s.name for s in info.sources) == [one, two]
+
+
+async def _count_is(js, stream: str, n: int) -> bool:
+    return await count(js, stream) == n
+
+
+async def test_a_source_from_a_start_sequence(nc, uniq):
+    js = nc.jetstream()
+    origin, target = f"{uniq}O", f"{uniq}T"
+    await js.add_stream(name=origin, subjects=[f"{uniq}.>"])
+    for n in range(1, 6):
+        await js.publish(f"{uniq}.{n}", b"%d" % n)
+    await js.add_stream(name=target, sources=[StreamSource(name=origin, opt_start_seq=4)])
+    await until(lambda: _count_is(js, target, 2), "the source from sequence 4")
+    assert [(await js.get_msg(target, seq)).data for seq in (1, 2)] == [b"4", b"5"]
+
+
+async def test_a_source_transforms_subjects(nc, uniq, needs_210):
+    js = nc.jetstream()
+    origin, target = f"{uniq}O", f"{uniq}T"
+    await js.add_stream(name=origin, subjects=[f"{uniq}.in.*"])
+    await js.publish(f"{uniq}.in.x", b"x")
+    await js.add_stream(name=target, sources=[StreamSource(
+        name=origin, subject_transforms=[SubjectTransform(src=f"{uniq}.in.*",
+                                                          dest=f"{uniq}.out.{{{{wildcard(1)}}}}")])])
+    await until(lambda: _count_is(js, target, 1), "the transformed source")
+    msg = await js.get_msg(target, 1)
+    assert msg.subject == f"{uniq}.out.x"
+    assert msg.headers["Nats-Stream-Source"].split(" ")[:5] == [
+        origin, "1", f"{uniq}.in.*", f"{uniq}.out.{{{{wildcard(1)}}}}", f"{uniq}.in.x"]
