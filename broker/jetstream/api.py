@@ -325,7 +325,7 @@ class JetStreamApi:
         stream = self.js.lookup(tokens[-1])
         subject, seq, keep = stream.parse_purge(request)
         purged = stream.store.purge(subject=subject, seq=seq, keep=keep)
-        stream.on_removed()
+        stream.on_purged(subject)
         await self._durable(stream)
         return {"success": True, "purged": purged}
 

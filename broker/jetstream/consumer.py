@@ -32,6 +32,7 @@ from broker.jetstream.consumerstate import (
     DELIVER,
     DROP,
     NAK,
+    PURGE,
     SKIP,
     TERM,
     ConsumerState,
@@ -41,7 +42,7 @@ from broker.jetstream.stream import Stream
 from broker.logger import logger
 from broker.sublist import InternalHandler, Subscription
 from common.gotime import NANOS, format_ns, now_ns, parse_go_duration
-from common.subjects import subject_matches
+from common.subjects import is_subset, subject_matches
 from storage import CorruptRecord, StoredMessage, StoreError
 
 # Called with None once what was recorded is durable, or with the error that prevented it.
@@ -91,6 +92,7 @@ FC_START_WINDOW = FC_MAX_WINDOW // 16
 COMPACT_AFTER = 1 << 20  # state log bytes before a snapshot replaces it
 COMPACT_CHECK = 1024  # state changes between two looks at the log's size
 ADVISORY_PREFIX = "io.nats.jetstream.advisory.v1."
+UNACKED_REMOVED = "Unacknowledged message was deleted"  # the terminated advisory's reason
 READ_AHEAD = 256  # messages read from the store per call for new deliveries
 
 
@@ -137,6 +139,17 @@ class Consumer:
         self._ahead_removals = -1
         self._num_pending: int | None = None  # cached; valid while store.removals is unchanged
         self._removals_seen = -1
+        # Waking for new messages, as nats-server's stream signals only the consumers whose
+        # filter matches: the newest matching sequence stored, the durable sequence up to which
+        # a stream signal was last acted on, and the newest sequence `on_stored` reported.
+        self._last_match = stream.store.last_seq  # (what is not yet durable may match)
+        self._signalled = stream.durable_seq
+        self._stored_seen = stream.store.last_seq
+        # Pending messages that left the stream: `store.removals` when last reconciled (all of
+        # them, and those below the stream's first sequence).
+        self._removals_reconciled = stream.store.removals
+        self._removals_below = stream.store.removals
+        self._reconcile_scheduled = False
         self._pump_scheduled = False
         self._ack_timer: Any = None
         self._hb_timer: Any = None
@@ -180,7 +193,7 @@ class Consumer:
                             self._on_next)
         self._check_inactive()
         self._schedule_ack_timer()
-        self.signal()
+        self._kick()
 
     def _subscribe(self, subject: str, handler: Callable[[bytes, bytes, int, bytes], None]
                    ) -> None:
@@ -212,21 +225,68 @@ class Consumer:
     # Signals from the stream
 
     def signal(self) -> None:
-        """Something changed (new durable messages, acks, requests): deliver what we can."""
+        """The stream's messages up to its `durable_seq` are durable: deliver what is due. As
+        nats-server signals only the consumers a new message matches, a consumer wakes only when
+        a matching message (or one `on_stored` did not report) became durable, so that the
+        position it reports moves past non-matching messages only when it looks (see
+        `_next_new`) for a reason of its own."""
+        if self.closed:
+            return
+        durable = self.stream.durable_seq
+        if self._last_match > self._signalled or self.stream.store.last_seq > self._stored_seen:
+            self._signalled = durable
+            self._stored_seen = max(self._stored_seen, self.stream.store.last_seq)
+            self._kick()
+
+    def _kick(self) -> None:
+        """Something changed (new messages, acks, requests, interest): deliver what we can."""
         if not self._pump_scheduled and not self.closed:
             self._pump_scheduled = True
             self.loop.call_soon(self._pump)
 
     def on_stored(self, seq: int, subject: str) -> None:
+        self._stored_seen = seq
+        matched = self.matches(subject)
+        if matched:
+            self._last_match = seq
+        if self.stream.store.removals != self._removals_below:
+            self._schedule_reconcile()  # limits dropped something (maybe pending here)
         if self._num_pending is None:
             return
         if self.stream.store.removals != self._removals_seen:
             self._num_pending = None  # limits dropped something: recount when next needed
-        elif seq >= self.state.cursor and self.matches(subject):
+        elif seq >= self.state.cursor and matched:
             self._num_pending += 1
 
     def on_removed(self) -> None:
+        """Messages left the stream (delete, purge, limits, retention)."""
         self._num_pending = None
+        self._schedule_reconcile()
+
+    def on_purged(self, subject: str | None = None) -> None:
+        """The stream was purged (all of it, or the messages matching `subject`, maybe only
+        below a sequence or but the newest few): call after the store's purge. As nats-server
+        2.10 does, a consumer whose every filter lies within the purged subject moves to the
+        first message the purge left of that subject (or past the stream's last sequence when
+        none is left): its position goes there, and what it had pending below counts as
+        acknowledged (no advisory). Other consumers lose only the pending messages that went
+        (as for any removal, see `_reconcile_pending`)."""
+        if self.closed:
+            return
+        store = self.stream.store
+        if subject is not None and subject != ">":
+            if not all(is_subset(f, subject) for f in self.filters):
+                self.on_removed()
+                return
+            left = store.load_next(store.first_seq, (subject,))
+            first = left.seq if left is not None else store.last_seq + 1
+        else:
+            first = store.first_seq
+        if first - 1 > self.state.floor_sseq or first > self.state.cursor:
+            self._record((PURGE, first))
+            self._ahead.clear()
+        self.on_removed()
+        self._kick()
 
     def needs(self, seq: int, subject: str) -> bool:
         """Whether this consumer has still to deliver or see acknowledged `seq` (retention)."""
@@ -296,7 +356,7 @@ class Consumer:
 
     def _wake(self) -> None:
         self._wake_timer = None
-        self.signal()
+        self._kick()
 
     def _pump_pull(self) -> None:
         now = self.loop.time()
@@ -367,17 +427,18 @@ class Consumer:
             msg = self._load(sseq)
             if msg is None:
                 self._redeliver.popleft()
-                self._queued.discard(sseq)
-                self._record((DROP, sseq))
+                self._terminate_removed(sseq)  # it left the stream meanwhile
                 continue
             if max_bytes and self._wire_size(msg) > max_bytes:
                 return False
             self._redeliver.popleft()
             self._queued.discard(sseq)
             return msg, dc
-        cfg = self.config
-        if self.acks_required and 0 < cfg.max_ack_pending <= len(state.pending):
-            return None
+        if self._at_max_ack_pending():
+            if self.stream.store.removals != self._removals_below:
+                self._reconcile_below_first()  # what left the stream no longer counts
+            if self._at_max_ack_pending():
+                return None
         msg = self._next_new()
         if msg is None:
             return None
@@ -400,9 +461,15 @@ class Consumer:
             if msg is not None:
                 return msg
         ahead = self._read_ahead()
-        if not ahead or ahead[0].seq > durable:
-            return None
-        return ahead[0]  # stays in the read-ahead until delivery moves the cursor past it
+        if ahead and ahead[0].seq <= durable:
+            return ahead[0]  # stays in the read-ahead until delivery moves the cursor past it
+        # Nothing for this consumer up to the (durable) end of the stream. nats-server's search
+        # for the next message ends at the stream's last sequence and moves the consumer past
+        # it: a caught-up filtered consumer reports that sequence as delivered.
+        end = min(durable, self.stream.store.last_seq)
+        if end >= self.state.cursor:
+            self._record((SKIP, end))
+        return None
 
     def _read_ahead(self) -> deque[StoredMessage]:
         """The next matching messages from the cursor, read in batches (one store call per
@@ -494,23 +561,29 @@ class Consumer:
             dc, sseq = int(tokens[1]), int(tokens[2])
         except ValueError:
             return
+        try:
+            cseq = int(tokens[3])
+        except ValueError:
+            cseq = 0
         body = payload[hdr:] if hdr > 0 else payload
+        stalled = self._at_max_ack_pending()
         if not body and not reply:  # the common case: a plain ack
-            self._ack(sseq)
-            self.signal()
+            self._ack(sseq, cseq)
+            if stalled and not self._at_max_ack_pending():
+                self._kick()
             return
         kind, _, arg = body.strip().partition(b" ")
         if kind in (b"", b"+ACK", b"+OK"):
-            self._ack(sseq)
+            self._ack(sseq, cseq)
         elif kind == b"-NAK":
-            self._nak(sseq, dc, arg.strip())
+            self._nak(sseq, dc, cseq, arg.strip())
         elif kind == b"+WPI":
             if sseq in self.state.pending:
                 self._record((NAK, sseq, now_ns()))
         elif kind == b"+TERM":
-            self._term(sseq, dc, arg.strip().decode("utf-8", "replace"))
+            self._term(sseq, dc, cseq, arg.strip().decode("utf-8", "replace"))
         elif kind == b"+NXT":
-            self._ack(sseq)
+            self._ack(sseq, cseq)
             if reply and not self.is_push:
                 self._on_next(b"", reply, -1, arg)
             reply = b""
@@ -518,7 +591,11 @@ class Consumer:
         self.last_active = now_ns()
         if reply:
             self.log.after_durable(self._ack_reply(reply))
-        self.signal()
+        if stalled and not self._at_max_ack_pending():
+            self._kick()  # as nats-server: an ack wakes delivery when it frees max_ack_pending
+
+    def _at_max_ack_pending(self) -> bool:
+        return self.acks_required and 0 < self.config.max_ack_pending <= len(self.state.pending)
 
     def _ack_reply(self, reply: bytes) -> Callable[[BaseException | None], None]:
         """An ack with a reply (AckSync) is confirmed once the ack is durable (synced, or
@@ -529,26 +606,45 @@ class Consumer:
                 self.bus.publish_internal(reply)
         return send
 
-    def _ack(self, sseq: int) -> None:
+    def _ack(self, sseq: int, cseq: int) -> None:
+        """An acknowledgement of stream seq `sseq`, delivered as consumer seq `cseq`."""
         state = self.state
         if not self.acks_required:
             return
         if self.config.ack_policy == "all":
-            acked = [s for s in state.pending if s <= sseq]
-            if not acked:
-                return
-            self._record((ACK_ALL, sseq))
-            self.last_ack = now_ns()
-            self.stream.on_acked(self, acked)
+            self._ack_all(sseq, cseq)
             return
         if sseq not in state.pending:
+            # nats-server: an ack while nothing is pending still brings the floor up to
+            # `delivered` (past what the filter skipped since).
+            if not state.pending and sseq < state.cursor and (
+                    state.floor_cseq, state.floor_sseq) != (state.delivered_cseq,
+                                                            state.cursor - 1):
+                self._record((ACK, sseq))
             return
         self._record((ACK, sseq))
         self.last_ack = self.last_active = now_ns()
         if self.stream.config.retention != "limits":
             self.stream.on_acked(self, [sseq])
 
-    def _nak(self, sseq: int, dc: int, arg: bytes) -> None:
+    def _ack_all(self, sseq: int, cseq: int) -> None:
+        """AckAll: the floor becomes this delivery (consumer seq from the ack subject, as
+        nats-server takes it), everything pending up to `sseq` is acknowledged."""
+        state = self.state
+        if not 0 < cseq <= state.delivered_cseq or sseq >= state.cursor:
+            pending = state.pending.get(sseq)
+            if pending is None:
+                return
+            cseq = pending.cseq  # a malformed ack subject: the pending record says
+        if cseq <= state.floor_cseq or sseq <= state.floor_sseq:
+            return
+        acked = [s for s in state.pending if s <= sseq]
+        self._record((ACK_ALL, sseq, cseq))
+        self.last_ack = now_ns()
+        if acked:
+            self.stream.on_acked(self, acked)
+
+    def _nak(self, sseq: int, dc: int, cseq: int, arg: bytes) -> None:
         if sseq not in self.state.pending:
             return
         delay = _nak_delay(arg)
@@ -558,17 +654,76 @@ class Consumer:
             self._schedule_ack_timer(delay / NANOS)
         else:
             self._queue_redelivery(sseq)
-        self._advise("nak", "CONSUMER.MSG_NAKED", sseq, dc)
+        self._advise("nak", "CONSUMER.MSG_NAKED", sseq, dc, cseq=cseq)
 
-    def _term(self, sseq: int, dc: int, reason: str) -> None:
+    def _term(self, sseq: int, dc: int, cseq: int, reason: str) -> None:
+        """Stop redelivering `sseq`: acknowledged as the ack policy acknowledges (with AckAll,
+        everything up to it), and a terminated advisory."""
         pending = self.state.pending.get(sseq)
         if pending is None:
             return
-        cseq = pending.cseq
-        self._record((TERM, sseq))
-        self.last_ack = now_ns()
-        self.stream.on_acked(self, [sseq])
-        self._advise("terminated", "CONSUMER.MSG_TERMINATED", sseq, dc, reason, cseq)
+        if self.config.ack_policy == "all":
+            self._ack_all(sseq, cseq or pending.cseq)
+        else:
+            self._record((TERM, sseq))
+            self.last_ack = now_ns()
+            self.stream.on_acked(self, [sseq])
+        self._advise("terminated", "CONSUMER.MSG_TERMINATED", sseq, dc, reason,
+                     cseq or pending.cseq)
+
+    # Pending messages that left the stream
+
+    def _schedule_reconcile(self) -> None:
+        if not self._reconcile_scheduled and not self.closed and self.state.pending:
+            self._reconcile_scheduled = True
+            self.loop.call_soon(self._reconcile_below_first)
+
+    def _reconcile_below_first(self) -> None:
+        """What is pending below the stream's first sequence left it (purge, limits, age,
+        retention): terminated as nats-server terminates a pending message the stream
+        removed. (Those removed inside the stream are found by `_reconcile_pending`.)"""
+        self._reconcile_scheduled = False
+        if self.closed:
+            return
+        self._removals_below = self.stream.store.removals
+        first = self.stream.store.first_seq
+        below = []
+        for sseq in self.state.pending:  # in sseq order
+            if sseq >= first:
+                break
+            below.append(sseq)
+        for sseq in below:
+            self._terminate_removed(sseq)
+
+    def _reconcile_pending(self) -> None:
+        """Terminate every pending message that is no longer in the stream. Reads each pending
+        message still above the stream's first sequence (a store has no cheaper test), so it
+        runs only for consumer info, and only once something left the store since the last
+        time; a redelivery finds the others."""
+        store = self.stream.store
+        if self.closed or store.removals == self._removals_reconciled:
+            return
+        self._removals_reconciled = store.removals
+        first = store.first_seq
+        gone = [s for s in self.state.pending if s < first or self._load(s) is None]
+        for sseq in gone:
+            self._terminate_removed(sseq)
+
+    def _terminate_removed(self, sseq: int) -> None:
+        pending = self.state.pending.get(sseq)
+        if pending is None:
+            return
+        dc = self.state.deliveries(sseq)
+        self._queued.discard(sseq)
+        if self.config.ack_policy == "all":
+            if pending.cseq > self.state.floor_cseq and sseq > self.state.floor_sseq:
+                self._record((ACK_ALL, sseq, pending.cseq))
+            else:
+                self._record((TERM, sseq))
+        else:
+            self._record((TERM, sseq))
+        self._advise("terminated", "CONSUMER.MSG_TERMINATED", sseq, dc, UNACKED_REMOVED,
+                     pending.cseq)
 
     def _max_deliveries(self, sseq: int, deliveries: int) -> None:
         # The message stays in the stream (dead-letter it from the advisory); stop tracking it.
@@ -641,11 +796,13 @@ class Consumer:
             return
         now = now_ns()
         state = self.state
-        for sseq, pending in state.pending.items():
+        stalled = self._at_max_ack_pending()
+        for sseq, pending in list(state.pending.items()):
             if pending.ts + self._ack_wait(state.deliveries(sseq)) <= now:
                 self._queue_redelivery(sseq)
         self._schedule_ack_timer()
-        self.signal()
+        if stalled and not self._at_max_ack_pending():
+            self._kick()  # max_deliver released some of max_ack_pending
 
     def _queue_redelivery(self, sseq: int) -> None:
         deliveries = self.state.deliveries(sseq)
@@ -658,7 +815,7 @@ class Consumer:
             self._redeliver.append(sseq)
             if len(self._redeliver) > 1 and sseq < self._redeliver[-2]:
                 self._redeliver = deque(sorted(self._redeliver))
-            self.signal()
+            self._kick()
 
     # Pull requests
 
@@ -682,8 +839,15 @@ class Consumer:
                                 f"{_go_duration(cfg.max_expires)}")
         if cfg.max_bytes and request.max_bytes > cfg.max_bytes:
             return self._status(reply, "409", f"Exceeded MaxRequestMaxBytes of {cfg.max_bytes}")
-        if request.no_wait and not request.expires and self.waiting and self._nothing_left():
-            return self._status(reply, "408", "Requests Pending")
+        if request.no_wait:
+            # As nats-server: answered at once when nothing is left (the consumer does not look
+            # for messages, so its position stays), or when waiting requests already claim more
+            # than is left.
+            left = self.num_pending() + len(self._redeliver)
+            if not left and not request.expires:
+                return self._status(reply, "404", "No Messages")
+            if left and left < sum(r.batch - r.sent for r in self.waiting):
+                return self._status(reply, "408", "Requests Pending")
         self._prune_expired()
         if len(self.waiting) >= cfg.max_waiting:
             if not request.heartbeat:
@@ -725,10 +889,6 @@ class Consumer:
             return None
         deadline = now + expires / NANOS if expires else 0.0
         return PullRequest(reply, batch, max_bytes, deadline, no_wait, heartbeat / NANOS, now)
-
-    def _nothing_left(self) -> bool:
-        return not self._redeliver and self.num_pending() <= sum(
-            r.batch - r.sent for r in self.waiting)
 
     def _prune_expired(self) -> None:
         now = self.loop.time()
@@ -784,7 +944,7 @@ class Consumer:
         was = self.active
         self.active = self._has_interest()
         if self.active and not was:
-            self.signal()
+            self._kick()
         self._check_inactive()
 
     def _has_interest(self) -> bool:
@@ -805,6 +965,7 @@ class Consumer:
             self.bus.publish_internal(self.config.deliver_subject.encode(), payload=block,
                                          hdr=len(block))
         self._hb_timer = self.loop.call_later(interval, self._heartbeat)
+        self._kick()  # nats-server's delivery loop looks for messages at every heartbeat tick
 
     def _stalled(self) -> bool:
         return self.config.flow_control and self._fc_bytes >= self._fc_window
@@ -824,7 +985,7 @@ class Consumer:
         self._fc_reply = b""
         self._fc_bytes = 0
         self._fc_window = min(self._fc_window * 2, FC_MAX_WINDOW)
-        self.signal()
+        self._kick()
 
     # Inactivity (ephemerals)
 
@@ -866,6 +1027,7 @@ class Consumer:
     # Info
 
     def info(self, now: int = 0) -> JsonObject:
+        self._reconcile_pending()
         state = self.state
         return {
             "stream_name": self.stream.config.name,

@@ -7,11 +7,28 @@ restart to reach the same state.
 
     (DELIVER, sseq, dc, ts)   delivered stream seq `sseq` for the dc-th time at `ts` (new cseq)
     (ACK, sseq)               acknowledged (explicit)
-    (ACK_ALL, sseq)           acknowledged everything up to and including sseq (AckAll)
+    (ACK_ALL, sseq, cseq)     acknowledged everything up to and including sseq (AckAll); cseq is
+                              the consumer seq of the delivery acknowledged (0 in old logs)
     (NAK, sseq, at)           redeliver sseq not before `at` (ns)
     (TERM, sseq)              stop redelivering sseq (treated as acknowledged)
     (DROP, sseq)              max_deliver reached: stop tracking sseq (it stays in the stream)
-    (SKIP, sseq)              the cursor moved past sseq (it left the stream, or was filtered)
+    (SKIP, sseq)              the cursor moved past sseq: nothing up to it is for this consumer
+                              (it did not match the filter, left the stream, or was damaged)
+    (PURGE, first)            the stream was purged up to `first` (exclusive)
+
+The position follows nats-server (2.9, and 2.10 on one server). `cursor` is its next sequence to
+look at (`o.sseq`), and `delivered.stream_seq` is `cursor - 1`: when the consumer looks for its
+next message and none matches up to the stream's last sequence, the cursor moves past that
+sequence (SKIP), so a filtered consumer that is caught up reports the stream's last sequence.
+The ack floor moves only on acknowledgements (and purges):
+
+* explicit: when nothing is left pending, the floor becomes `delivered` (both sequences), which
+  takes it past the messages the filter skipped; otherwise acknowledging the delivery right above
+  the floor (by consumer sequence) moves it up to just below the next pending message;
+* all: the floor becomes exactly the delivery acknowledged (consumer and stream sequence);
+* none: the floor is the last message delivered (a skip does not move it).
+
+A pending message keeps the consumer sequence of its first delivery (nats-server does the same).
 """
 
 from __future__ import annotations
@@ -26,6 +43,7 @@ NAK = 4
 TERM = 5
 DROP = 6
 SKIP = 7
+PURGE = 8
 
 _OP = struct.Struct("<BQQq")  # kind, sseq, dc, ts/at
 _SNAP_HEAD = struct.Struct("<QQQQQI")  # delivered cseq/sseq, floor cseq/sseq, cursor, n pending
@@ -69,13 +87,15 @@ class ConsumerState:
         elif kind in (ACK, TERM, DROP):
             self._ack(op[1])
         elif kind == ACK_ALL:
-            self._ack_all(op[1])
+            self._ack_all(op[1], op[2] if len(op) > 2 else 0)
         elif kind == NAK:
             pending = self.pending.get(op[1])
             if pending is not None:
                 pending.ts = op[2]
         elif kind == SKIP:
             self._skip(op[1])
+        elif kind == PURGE:
+            self._purge(op[1])
 
     def _deliver(self, sseq: int, dc: int, ts: int) -> None:
         self.delivered_cseq += 1
@@ -99,41 +119,57 @@ class ConsumerState:
             else:
                 self.pending[sseq] = Pending(cseq, ts)
         else:
-            pending.cseq, pending.ts = cseq, ts
+            pending.ts = ts  # a redelivery keeps the consumer seq of the first delivery
 
     def _ack(self, sseq: int) -> None:
         pending = self.pending.pop(sseq, None)
         self.redelivered.pop(sseq, None)
-        if pending is None:
-            return
-        self._advance_floor(pending.cseq, sseq)
-
-    def _advance_floor(self, cseq: int, sseq: int) -> None:
         if not self.pending:
-            self.floor_cseq = self.delivered_cseq
-            self.floor_sseq = max(self.floor_sseq, self.cursor - 1)
-            return
-        first_sseq, first = next(iter(self.pending.items()))
-        # Everything below the oldest pending message is acknowledged.
-        if first_sseq - 1 > self.floor_sseq:
-            self.floor_sseq = first_sseq - 1
-            self.floor_cseq = max(self.floor_cseq, first.cseq - 1)
+            # Nothing left: everything delivered is acknowledged, also what the filter skipped.
+            self._floor_to_delivered()
+        elif pending is not None and pending.cseq == self.floor_cseq + 1:
+            self.floor_cseq, self.floor_sseq = pending.cseq, max(self.floor_sseq, sseq)
+            above = next((s for s in self.pending if s > sseq), 0)
+            if above:
+                # Up to just below the next message still pending.
+                self.floor_cseq = max(self.floor_cseq, self.pending[above].cseq - 1)
+                self.floor_sseq = max(self.floor_sseq, above - 1)
 
-    def _ack_all(self, sseq: int) -> None:
-        acked = [s for s in self.pending if s <= sseq]
-        for s in acked:
+    def _floor_to_delivered(self) -> None:
+        self.floor_cseq = self.delivered_cseq
+        self.floor_sseq = max(self.floor_sseq, self.cursor - 1)
+
+    def _ack_all(self, sseq: int, cseq: int) -> None:
+        if not cseq:  # an op from before AckAll recorded the delivery's consumer seq
+            cseqs = [p.cseq for s, p in self.pending.items() if s <= sseq]
+            if not cseqs:
+                return
+            cseq = max(cseqs)
+        if cseq <= self.floor_cseq or sseq <= self.floor_sseq:
+            return
+        self.floor_cseq, self.floor_sseq = cseq, sseq
+        for s in [s for s in self.pending if s <= sseq]:
             del self.pending[s]
-            self.redelivered.pop(s, None)
-        if sseq > self.floor_sseq:
-            self.floor_sseq = min(sseq, self.cursor - 1)
-            cseqs = [p.cseq for p in self.pending.values()]
-            self.floor_cseq = (min(cseqs) - 1) if cseqs else self.delivered_cseq
-        self._advance_floor(0, 0)
+        for s in [s for s in self.redelivered if s <= sseq]:
+            del self.redelivered[s]
 
     def _skip(self, sseq: int) -> None:
         self.cursor = max(self.cursor, sseq + 1)
-        if not self.pending:
-            self.floor_sseq = max(self.floor_sseq, self.cursor - 1)
+        self.delivered_sseq = max(self.delivered_sseq, sseq)
+
+    def _purge(self, first: int) -> None:
+        """Everything below `first` left the stream: the position moves to it, and messages
+        pending below it count as acknowledged (the floor takes their consumer seqs)."""
+        self._skip(first - 1)
+        if self.floor_sseq >= first:
+            return
+        self.floor_sseq = first - 1
+        for s in [s for s in self.pending if s < first]:
+            self.floor_cseq = max(self.floor_cseq, self.pending.pop(s).cseq)
+            self.redelivered.pop(s, None)
+        self.delivered_cseq = max(self.delivered_cseq, self.floor_cseq)
+        for s in [s for s in self.redelivered if s < first]:
+            del self.redelivered[s]
 
     # Encoding
 
@@ -144,6 +180,8 @@ class ConsumerState:
             return _OP.pack(kind, op[1], op[2], op[3])
         if kind == NAK:
             return _OP.pack(kind, op[1], 0, op[2])
+        if kind == ACK_ALL and len(op) > 2:
+            return _OP.pack(kind, op[1], op[2], 0)
         return _OP.pack(kind, op[1], 0, 0)
 
     @staticmethod
@@ -153,6 +191,8 @@ class ConsumerState:
             return (kind, a, b, c)
         if kind == NAK:
             return (kind, a, c)
+        if kind == ACK_ALL:
+            return (kind, a, b)
         return (kind, a)
 
     def snapshot(self) -> bytes:

@@ -618,8 +618,9 @@ class JetStream:
         state = store.state()
         policy = config.deliver_policy
         if policy == "all":
-            first = stream.first_seq_filtered(config.filters)
-            return first or state.last_seq + 1
+            # The stream's first message, filtered or not (nats-server): a consumer skips what
+            # its filter leaves out as it goes, and shows (0, 0) until it delivered something.
+            return max(state.first_seq, 1) if state.msgs else state.last_seq + 1
         if policy == "last":
             last = store.load_last(config.filters)
             return last.seq if last is not None else state.last_seq + 1

@@ -66,6 +66,10 @@ class StreamConsumer(Protocol):
 
     def on_removed(self) -> None: ...
 
+    def on_purged(self, subject: str | None = None) -> None:
+        """The stream was purged (all of it, or `subject`): the store has done it."""
+        ...
+
     def signal(self) -> None:
         """New messages are durable: deliver what is due."""
         ...
@@ -184,7 +188,7 @@ class Stream(Generic[C]):
         for consumer in self.consumers.values():
             consumer.on_stored(seq, subject)
             if rollup:
-                consumer.on_removed()
+                consumer.on_purged(subject if rollup == "sub" else None)
         if republish is not None:
             self._send_republish(republish, subject, hdr, data, seq, ts)
         return Published(seq)
@@ -250,6 +254,12 @@ class Stream(Generic[C]):
         """Messages left the stream (purge, delete, limits): consumers recount what is pending."""
         for consumer in self.consumers.values():
             consumer.on_removed()
+
+    def on_purged(self, subject: str | None = None) -> None:
+        """A purge (all of the stream, or `subject`) is done: consumers within it move to what
+        the purge left, as in nats-server 2.10."""
+        for consumer in self.consumers.values():
+            consumer.on_purged(subject)
 
     def on_acked(self, consumer: C, seqs: list[int]) -> None:
         """Work-queue and interest retention: drop what nobody needs any more."""

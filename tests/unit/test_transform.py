@@ -331,12 +331,10 @@ def test_echo_and_defaults():
     assert implicit.republish == {"src": "t.>", "dest": "t.>"}
 
 
-def test_valid_mirror_or_sources_are_still_refused():
-    # Validated, then refused (10052) until the sourcing runtime lands.
+def test_valid_mirror_or_sources_are_accepted_without_default_subjects():
     for fields in ({"mirror": {"name": "O"}}, {"sources": [{"name": "A"}]}):
-        with pytest.raises(ApiError) as info:
-            StreamConfig(name="S", **fields).normalized()
-        assert info.value.err_code == 10052 and "not supported" in info.value.description
+        config = StreamConfig(name="S", **fields).normalized()
+        assert config.subjects == []  # a copy takes no subject of its own by default
 
 
 def test_origin_checks_with_a_lookup():

@@ -172,7 +172,7 @@ class StreamReplica:
                 purged = stream.store.purge(subject=request.get("filter") or None,
                                             seq=request.get("seq", 0),
                                             keep=request.get("keep", 0))
-                stream.on_removed()
+                stream.on_purged(request.get("filter") or None)
                 return {"success": True, "purged": purged}
             seq = request.get("seq", 0)
             if not stream.store.remove(seq, erase=not request.get("no_erase", False)):
