@@ -456,16 +456,18 @@ class JetStream:
 
     # Mirrors and sources (sourcing.py): run where the stream ingests.
 
-    def start_sourcing(self, stream: LocalStream, ingest: InternalHandler) -> None:
+    def start_sourcing(self, stream: LocalStream, ingest: InternalHandler,
+                       synchronous: bool = True) -> None:
         """Fill `stream` from its mirror or sources, through `ingest` (the handler that
-        stores what is published to it here)."""
+        stores what is published to it here; not `synchronous` for a replicated stream's
+        leader, which proposes)."""
         config = stream.config
         origins = [Origin.from_json(config.mirror, mirror=True)] if config.mirror else []
         origins += [Origin.from_json(entry) for entry in config.sources or []]
         if not origins:
             return
         self.stop_sourcing(config.name)
-        sink = StreamSink(stream, ingest, source_transform)
+        sink = StreamSink(stream, ingest, source_transform, synchronous)
         runners = [SourceRunner(self.bus, config.name, origin, sink, self._subscribe_sourcing)
                    for origin in origins]
         self._sourcing[config.name] = runners

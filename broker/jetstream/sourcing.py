@@ -381,64 +381,71 @@ def _same(subject: str) -> str:
 class StreamSink:
     """A stream held on this server as a runner's target: what it holds tells where each
     origin stopped, and messages go in through `ingest`, the stream's one store path (the
-    ingest handler of a single server or of a replicated stream's leader)."""
+    ingest handler of a single server, or of a replicated stream's leader, which proposes
+    them). Each carries its origin sequence in the source header; the stream checks it where
+    the message is applied (`Stream.apply_publish`): a mirror aligns its sequences and drops the
+    header, a copy at or below where its origin stopped is not stored again. `synchronous`:
+    the ingest stores at once (not through a Raft group), so a refusal shows."""
 
     def __init__(self, stream: SinkStream, ingest: Callable[[bytes, bytes, int, bytes], None],
-                 transform_for: Callable[[Origin], Transform]) -> None:
+                 transform_for: Callable[[Origin], Transform], synchronous: bool = True) -> None:
         self.stream = stream
         self.ingest = ingest
         self._transform_for = transform_for
         self._transforms: dict[Origin, Transform] = {}
+        self.synchronous = synchronous
 
     def resume_after(self, origin: Origin) -> int:
-        store = self.stream.store
         if origin.mirror:
-            return store.last_seq
-        wanted = origin.index_name
-        seq = store.last_seq
-        while seq >= max(store.first_seq, 1):
-            msg = store.load(seq)
-            seq -= 1
-            if msg is None or not msg.hdr or SOURCE_HEADER.encode() not in msg.hdr:
-                continue
-            value = h.first(h.parse(msg.hdr), SOURCE_HEADER)
-            parsed = parse_source_header(value or "")
-            if parsed is not None and parsed[0] == wanted:
-                return parsed[1]
-        return 0
+            return self.stream.store.last_seq
+        return last_origin_seq(self.stream.store, origin.index_name)
 
     def store_sourced(self, origin: Origin, origin_seq: int, subject: str, hdr: bytes,
                       data: bytes) -> bool:
         store = self.stream.store
         before = store.last_seq
-        if origin.mirror:
-            if origin_seq <= before:
-                return True
-            self._skip_to(origin_seq)
-            block = hdr
-        else:
-            transform = self._transforms.get(origin)
-            if transform is None:
-                transform = self._transforms[origin] = self._transform_for(origin)
-            block = h.merge(_strip_sourcing_headers(hdr),
-                            [(SOURCE_HEADER, origin.source_header(origin_seq, subject))])
-            subject = transform(subject)
-            before = store.last_seq
-        self.ingest(subject.encode(), b"", len(block) if block else -1, block + data)
-        return store.last_seq > before
+        transform = self._transforms.get(origin)
+        if transform is None:
+            transform = self._transforms[origin] = self._transform_for(origin)
+        block = h.merge(_strip_sourcing_headers(hdr),
+                        [(SOURCE_HEADER, origin.source_header(origin_seq, subject))])
+        self.ingest(transform(subject).encode(), b"", len(block), block + data)
+        return not self.synchronous or store.last_seq > before or \
+            (origin.mirror and store.last_seq >= origin_seq)
 
-    def _skip_to(self, origin_seq: int) -> None:
-        """A mirror keeps the origin's sequences: the ones the origin no longer has (or its
-        filter left out) are skipped."""
-        store = self.stream.store
-        if origin_seq <= store.last_seq + 1:
-            return
-        if store.state().msgs == 0:
-            store.skip_msgs(origin_seq)
-            return
-        now = now_ns()
-        while store.last_seq < origin_seq - 1:
-            store.skip_msg(now)
+
+def last_origin_seq(store: MessageStore, index_name: tuple[str, str, str]) -> int:
+    """The last origin sequence a stream holds from the source named `index_name` (0: none),
+    read back from the newest message carrying its source header."""
+    wanted = SOURCE_HEADER.encode()
+    seq = store.last_seq
+    while seq >= max(store.first_seq, 1):
+        msg = store.load(seq)
+        seq -= 1
+        if msg is None or not msg.hdr or wanted not in msg.hdr:
+            continue
+        parsed = parse_source_header(h.first(h.parse(msg.hdr), SOURCE_HEADER) or "")
+        if parsed is not None and parsed[0] == index_name:
+            return parsed[1]
+    return 0
+
+
+def origin_of(hdr: bytes) -> tuple[tuple[str, str, str], int] | None:
+    """(index name, origin sequence) of a message's source header, or None."""
+    if not hdr or SOURCE_HEADER.encode() not in hdr:
+        return None
+    return parse_source_header(h.first(h.parse(hdr), SOURCE_HEADER) or "")
+
+
+def without_source_header(block: bytes) -> bytes:
+    """A mirror stores the origin's headers as they were: the source header (which carried
+    the origin sequence to where the message is applied) comes off."""
+    lines = block.split(b"\r\n")
+    kept = [lines[0]] + [line for line in lines[1:] if line and not line.lower().startswith(
+        SOURCE_HEADER.lower().encode() + b":")]
+    if len(kept) == 1:
+        return b""
+    return b"\r\n".join(kept) + b"\r\n\r\n"
 
 
 class SinkStream(Protocol):

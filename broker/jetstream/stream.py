@@ -33,6 +33,7 @@ from broker.jetstream import errors
 from broker.jetstream.dedupe import Dedupe
 from broker.jetstream.errors import ApiError
 from broker.jetstream.jsondecode import JsonObject
+from broker.jetstream.sourcing import Origin, last_origin_seq, origin_of, without_source_header
 from broker.jetstream.streamconfig import StreamConfig
 from broker.logger import logger
 from common.gotime import NANOS, format_ns, parse_go_duration
@@ -111,6 +112,10 @@ class Stream(Generic[C]):
         # The newest sequence known to be on disk: consumers deliver nothing beyond it, so no
         # reader ever sees a message that a crash could take back.
         self.durable_seq = store.last_seq
+        # Where each source stopped (its index name -> origin sequence), read back from the
+        # store when first needed (see `_origin`).
+        self._origin_seqs: dict[tuple[str, str, str], int] = {}
+        self._source_names = _source_names(config)
         self.ack_prefix = b'{"stream":%s, "seq":' % _json_str(config.name)
         # PubAcks waiting for the sync that covers their sequence: (seq, reply, payload).
         self.pending_acks: deque[tuple[int, bytes, bytes]] = deque()
@@ -152,6 +157,14 @@ class Stream(Generic[C]):
             subject = self._transform.apply(subject) or subject
         if cfg.sealed:
             raise errors.stream_sealed()
+        origin: tuple[tuple[str, str, str], int] | None = None
+        if (cfg.mirror is not None or cfg.sources) and hdr:
+            found = self._origin(hdr, ts)
+            if isinstance(found, Published):
+                return found
+            origin = found
+            if cfg.mirror is not None and origin is not None:
+                hdr = without_source_header(hdr)
         msg_id = ""
         ttl = 0
         rollup = ""
@@ -191,7 +204,40 @@ class Stream(Generic[C]):
                 consumer.on_purged(subject if rollup == "sub" else None)
         if republish is not None:
             self._send_republish(republish, subject, hdr, data, seq, ts)
+        if origin is not None:
+            self._origin_seqs[origin[0]] = origin[1]
         return Published(seq)
+
+    # Mirrors and sources (see sourcing.py): checked where messages are applied, so a copy
+    # proposed by a leader that lost its place is stored once on every replica alike.
+
+    def _origin(self, hdr: bytes, ts: int) -> tuple[tuple[str, str, str], int] | Published | None:
+        """A copied message's origin (index name, sequence), None for another message, or the
+        Published of a copy already stored. A mirror first skips the origin sequences it will
+        never see, to keep the origin's numbering."""
+        origin = origin_of(hdr)
+        if origin is None:
+            return None
+        name, origin_seq = origin
+        store = self.store
+        if self.config.mirror is not None:
+            if origin_seq <= store.last_seq:
+                return Published(origin_seq, duplicate=True)
+            if origin_seq > store.last_seq + 1:
+                if store.state().msgs == 0:
+                    store.skip_msgs(origin_seq)
+                else:
+                    while store.last_seq < origin_seq - 1:
+                        store.skip_msg(ts)
+            return name, origin_seq
+        if name not in self._source_names:
+            return None  # a header a client sent: stored as it is
+        last = self._origin_seqs.get(name)
+        if last is None:
+            last = self._origin_seqs[name] = last_origin_seq(store, name)
+        if origin_seq <= last:
+            return Published(store.last_seq, duplicate=True)
+        return name, origin_seq
 
     # Subject transform and republish
 
@@ -457,6 +503,7 @@ class Stream(Generic[C]):
     def update(self, config: StreamConfig) -> None:
         self.config = config
         self._set_transforms(config)
+        self._source_names = _source_names(config)
         self.dedupe.window = config.duplicate_window
         self.ack_prefix = b'{"stream":%s, "seq":' % _json_str(config.name)
         self.store.update_config(store_config(config))
@@ -516,6 +563,10 @@ class Stream(Generic[C]):
     def first_seq_filtered(self, filters: tuple[str, ...] = (ALL,)) -> int:
         msg = self.store.load_next(0, filters)
         return msg.seq if msg is not None else 0
+
+
+def _source_names(config: StreamConfig) -> frozenset[tuple[str, str, str]]:
+    return frozenset(Origin.from_json(entry).index_name for entry in config.sources or [])
 
 
 def parse_ttl(value: str) -> int | None:

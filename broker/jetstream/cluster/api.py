@@ -193,10 +193,6 @@ class ClusterApi:
         config = plan_stream(config, self.js.duplicate_limit, self._config_of)
         if config.num_replicas < 1:
             config.num_replicas = 1
-        if config.num_replicas > 1 and (config.mirror or config.sources):
-            # The leader would copy, but a new leader could store a copy twice: origin
-            # sequences are not yet checked where replicas apply (R1 works; origins any R).
-            raise errors.not_supported("a mirror or sources on a replicated stream")
         state = self.cluster.meta
         existing = state.streams.get(name)
         if existing is not None:
@@ -254,8 +250,6 @@ class ClusterApi:
             config.num_replicas = 1
         if config.num_replicas != current.num_replicas:
             raise ApiError(400, 10061, "Replicas configuration can not be updated")
-        if config.num_replicas > 1 and (config.mirror or config.sources):
-            raise errors.not_supported("a mirror or sources on a replicated stream")
         config = config.check_update(current)
         check_stream_bytes(self.js.limits, config)
         check_overlap(config, [StreamConfig.from_json(other.config)

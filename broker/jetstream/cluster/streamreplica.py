@@ -291,6 +291,8 @@ class StreamReplica:
         self._number = 0
         logger.info("JetStream stream %s: this server is the leader", self.label)
         self._ingest = self.js.subscribe_ingest(self.stream, self.ingest)
+        # The leader copies the stream's mirror or sources (proposed like any publish).
+        self.js.start_sourcing(self.stream, self.ingest, synchronous=False)
         self.cluster.stream_leader_changed(self)
         if self.create_reply is not None:
             reply = self.create_reply
@@ -304,12 +306,14 @@ class StreamReplica:
         for sub in self._ingest:
             self.bus.unsubscribe_internal(sub)
         self._ingest = self.js.subscribe_ingest(self.stream, self.ingest)
+        self.js.start_sourcing(self.stream, self.ingest, synchronous=False)
 
     def _lose_leadership(self) -> None:
         if not self.leader:
             return
         self.leader = False
         self.stream.leader = False
+        self.js.stop_sourcing(self.stream.config.name)
         self.epoch = b""
         for sub in self._ingest:
             self.bus.unsubscribe_internal(sub)
