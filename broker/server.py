@@ -210,6 +210,9 @@ class Server:
         self._propagated: set[Subscription] = set()
         self._import_hops = 0  # accounts the message being routed has crossed (see _relay)
         self._bridges: dict[Subscription, Bridge] = {}
+        # Stream imports' way for JetStream deliveries (`deliver_as`): target, subject, ...
+        self._bridged_deliveries: dict[Subscription, Callable[[bytes, bytes, bytes, int, bytes],
+                                                               int]] = {}
 
     # Lifecycle
 
@@ -304,7 +307,19 @@ class Server:
         def relay(subject: bytes, reply: bytes, hdr: int, payload: bytes, origin: Origin) -> int:
             return self._relay(importer, mapping.apply(subject), reply, hdr, payload)
 
-        self._add_bridge(exporter, listen, relay)
+        def deliver(target: bytes, subject: bytes, reply: bytes, hdr: int,
+                    payload: bytes) -> int:
+            if self._import_hops >= MAX_IMPORT_HOPS:
+                return 0
+            self._import_hops += 1
+            try:
+                return self.deliver_as(importer, mapping.apply(target), subject, reply, hdr,
+                                       payload)
+            finally:
+                self._import_hops -= 1
+
+        sub = self._add_bridge(exporter, listen, relay)
+        self._bridged_deliveries[sub] = deliver
 
     def _bridge_service(self, importer: Account, exporter: Account, imp: Import) -> None:
         """Requests in `importer` on the import's subjects, into `exporter`, with a reply
@@ -329,10 +344,11 @@ class Server:
 
         self._add_bridge(importer, listen, request)
 
-    def _add_bridge(self, account: Account, subject: str, cross: Bridge) -> None:
+    def _add_bridge(self, account: Account, subject: str, cross: Bridge) -> Subscription:
         sub = self.subscribe_internal(account, subject, _never_called)
         sub.bridge = True
         self._bridges[sub] = cross
+        return sub
 
     def _open_responses(self, exporter: Account) -> None:
         """The exporter's response bridge, once: responses on `_R_.<id>.>` go back to the
@@ -821,6 +837,8 @@ class Server:
             self._deliver_to_queue_locally(result, queue, subject, reply, hdr, payload)
             return
         for sub, _ in result.psubs:
+            if sub.client is None and sub.bridge:
+                continue  # the peer crossed the accounts already
             if sub.client is None or not sub.client.is_route:
                 self._deliver_one(sub, subject, reply, hdr, payload)
 
@@ -932,7 +950,7 @@ class Server:
                 client.send(rp.deliver_msg(name, target, subject, None, reply, hdr, payload))
                 delivered += 1
             else:
-                delivered += self._deliver_one(sub, subject, reply, hdr, payload)
+                delivered += self._deliver_one(sub, subject, reply, hdr, payload, target)
         for group in result.qsubs:
             sub = group[random.randrange(len(group))] if len(group) > 1 else group[0]
             client = sub.client
@@ -941,13 +959,18 @@ class Server:
                                            payload))
                 delivered += 1
             else:
-                delivered += self._deliver_one(sub, subject, reply, hdr, payload)
+                delivered += self._deliver_one(sub, subject, reply, hdr, payload, target)
         return delivered
 
     def _deliver_one(self, sub: Subscription, subject: bytes, reply: bytes, hdr: int,
-                     payload: bytes) -> int:
+                     payload: bytes, target: bytes = b"") -> int:
         client = sub.client
         if client is None:
+            relay = self._bridged_deliveries.get(sub) if sub.bridge else None
+            if relay is not None and target:
+                # A delivery for `target` crossing a stream import: delivered for the mapped
+                # target in the importer, still shown under `subject`.
+                return relay(target, subject, reply, hdr, payload)
             self._deliver_internal(sub, subject, reply, hdr, payload)
             return 1
         self._send(sub, msg_start(subject, sub.sid), reply, hdr, payload)

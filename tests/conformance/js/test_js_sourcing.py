@@ -6,6 +6,7 @@ what comes after; stream info shows each origin's lag."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -120,3 +121,60 @@ async def test_a_source_transforms_subjects(nc, uniq, needs_210):
     assert msg.subject == f"{uniq}.out.x"
     assert msg.headers["Nats-Stream-Source"].split(" ")[:5] == [
         origin, "1", f"{uniq}.in.*", f"{uniq}.out.{{{{wildcard(1)}}}}", f"{uniq}.in.x"]
+
+
+async def test_a_source_of_a_missing_stream_waits_for_it(nc, uniq):
+    """An origin that does not exist yet is retried (nats-server and we both keep trying);
+    once it is created, what it holds is copied."""
+    js = nc.jetstream()
+    origin, target = f"{uniq}LATE", f"{uniq}T"
+    await js.add_stream(name=target, sources=[StreamSource(name=origin)])
+    await js.add_stream(name=origin, subjects=[f"{uniq}.>"])
+    await js.publish(f"{uniq}.x", b"late")
+    await until(lambda: _count_is(js, target, 1), "the late origin's message", timeout=30)
+    assert (await js.get_msg(target, 1)).data == b"late"
+
+
+CROSS_ACCOUNT = """
+accounts {
+  A {
+    users = [ {user: a, password: a} ]
+    jetstream: enabled
+    exports = [ { service: "$JS.API.>" }, { stream: "dlv.>" } ]
+  }
+  B {
+    users = [ {user: b, password: b} ]
+    jetstream: enabled
+    imports = [
+      { service: { account: A, subject: "$JS.API.>" }, to: "$JS.a.API.>" }
+      { stream: { account: A, subject: "dlv.>" } }
+    ]
+  }
+}
+"""
+
+
+async def test_an_external_origin_in_another_account(start_js_server):
+    """`external { api, deliver }`: B mirrors A's stream through the JetStream API A exports
+    (imported as `$JS.a.API`), its deliveries coming back on the `dlv.` stream A exports."""
+    import nats
+
+    from .conftest import server_url
+
+    srv = start_js_server(config_text=CROSS_ACCOUNT)
+    a = await nats.connect(server_url(srv), user="a", password="a")
+    b = await nats.connect(server_url(srv), user="b", password="b")
+    try:
+        await a.jetstream().add_stream(name="EXO", subjects=["exo.>"])
+        await a.jetstream().publish("exo.1", b"far away")
+        js = b.jetstream()
+        await js.add_stream(name="EXOM", mirror=StreamSource(
+            name="EXO", external={"api": "$JS.a.API", "deliver": "dlv"}))
+        await until(lambda: _count_is(js, "EXOM", 1), "the external mirror", timeout=20)
+        assert (await js.get_msg("EXOM", 1)).data == b"far away"
+        raw = json.loads((await b.request("$JS.API.STREAM.INFO.EXOM", b"", timeout=3)).data)
+        assert raw["mirror"]["name"] == "EXO"
+        assert raw["mirror"]["external"]["api"] == "$JS.a.API"
+    finally:
+        await a.close()
+        await b.close()
