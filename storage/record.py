@@ -332,9 +332,10 @@ def scan(buf: bytes, start: int, end: int | None = None) -> Iterator[Record | Da
 
 
 # ---------------------------------------------------------------------------------------------
-# Segment file header
+# Segment file header (a framed segment has the same header with another magic)
 
 SEGMENT_MAGIC = b"NBSEG\x00\x00\x01"
+SEGMENT_MAGIC_FRAMED = b"NBSEGZ\x00\x01"  # compressed: frames follow (`storage.framing`)
 SEGMENT_HEADER = struct.Struct("<8sQQQQq")
 SEGMENT_HEADER_SIZE = SEGMENT_HEADER.size + CRC.size
 
@@ -346,11 +347,12 @@ class SegmentHeader:
     floor: int  # every sequence below it was gone when the segment was created
     next_seq: int  # the store's next sequence then: every record's seq in this file is >= it
     last_ts: int  # the store's last timestamp then
+    framed: bool = False  # compressed: frames of records follow the header (`storage.framing`)
 
 
 def encode_segment_header(h: SegmentHeader) -> bytes:
-    body = SEGMENT_HEADER.pack(SEGMENT_MAGIC, h.seg_id, h.generation, h.floor, h.next_seq,
-                               h.last_ts)
+    magic = SEGMENT_MAGIC_FRAMED if h.framed else SEGMENT_MAGIC
+    body = SEGMENT_HEADER.pack(magic, h.seg_id, h.generation, h.floor, h.next_seq, h.last_ts)
     return body + CRC.pack(zlib.crc32(body))
 
 
@@ -361,6 +363,7 @@ def decode_segment_header(buf: bytes) -> SegmentHeader | None:
     if zlib.crc32(buf[:SEGMENT_HEADER.size]) != crc:
         return None
     magic, seg_id, generation, floor, next_seq, last_ts = SEGMENT_HEADER.unpack_from(buf)
-    if magic != SEGMENT_MAGIC:
+    if magic != SEGMENT_MAGIC and magic != SEGMENT_MAGIC_FRAMED:
         return None
-    return SegmentHeader(seg_id, generation, floor, next_seq, last_ts)
+    return SegmentHeader(seg_id, generation, floor, next_seq, last_ts,
+                         magic == SEGMENT_MAGIC_FRAMED)

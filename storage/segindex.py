@@ -7,9 +7,11 @@ the CRC32 of the whole segment file, so an index never describes another version
 counts, array type codes, markers, damaged stretches and the byte length of each blob. Blobs, in
 order: seqs (empty when the sequences are contiguous), offsets, sizes (as counted in the store's
 bytes), timestamps, local subject ids, has-headers flags, per-subject record count, first seq and
-last seq, the subject names ("\\n"-joined), tombstone seqs, ttl seqs and their expiry times.
-Arrays are in the machine's byte order, which the head records; an index from a machine of the
-other order, or of another VERSION, is ignored (rebuilt by scanning).
+last seq, the subject names ("\\n"-joined), tombstone seqs, ttl seqs and their expiry times, and
+(version 3) the frame table of a framed segment: each frame's logical start and file offset (empty
+for a plain segment; `storage.framing`). Arrays are in the machine's byte order, which the head
+records; an index from a machine of the other order, or of another version, is ignored (rebuilt by
+scanning). Version 2 indexes (no frame blobs, plain segments only) are still read.
 """
 
 from __future__ import annotations
@@ -20,13 +22,17 @@ import sys
 from array import array
 from typing import Any
 
+from storage.framing import FrameTable
 from storage.record import SegmentHeader
 from storage.segment import DAMAGED, Segment
 
-VERSION = 2  # 2: sizes count nats-server's per-message overhead; has-headers flags
+# 2: sizes count nats-server's per-message overhead; has-headers flags. 3: frame tables.
+VERSION = 3
+READABLE = (2, 3)
 _LEN = struct.Struct("<I")
-_BLOBS = ("seqs", "offs", "sizes", "tss", "sids", "hdrs", "lsub_total", "lsub_first", "lsub_last",
-          "names", "tombs", "ttl_seqs", "ttl_exps")
+_BLOBS_V2 = ("seqs", "offs", "sizes", "tss", "sids", "hdrs", "lsub_total", "lsub_first",
+             "lsub_last", "names", "tombs", "ttl_seqs", "ttl_exps")
+_BLOBS = (*_BLOBS_V2, "frame_lo", "frame_off")
 
 
 def head_and_blobs(seg: Segment, names: list[str]) -> tuple[dict[str, Any], list[bytes]]:
@@ -47,12 +53,16 @@ def head_and_blobs(seg: Segment, names: list[str]) -> tuple[dict[str, Any], list
         "mark": [seg.mark_floor, seg.mark_last_seq, seg.mark_last_ts],
         "max_seq": [seg.max_seq, seg.max_seq_ts], "gaps": gaps,
         "ts": [min(seg.tss) if n else seg.min_ts, seg.max_ts, seg.ts_sorted],
+        "framed": h.framed, "logical_size": seg.logical_size,
     }
+    frames = seg.frames
     blobs = [
         b"" if contiguous else seg.seqs.tobytes(), seg.offs.tobytes(), seg.sizes.tobytes(),
         seg.tss.tobytes(), seg.sids.tobytes(), bytes(seg.hdrs), seg.lsub_total.tobytes(),
         seg.lsub_first.tobytes(), seg.lsub_last.tobytes(), "\n".join(names).encode(),
         seg.tombs.tobytes(), seg.ttl_seqs.tobytes(), seg.ttl_exps.tobytes(),
+        b"" if frames is None else frames.lo.tobytes(),
+        b"" if frames is None else frames.off.tobytes(),
     ]
     return head, blobs
 
@@ -75,23 +85,27 @@ def decode(payload: bytes, seg_id: int, path: str) -> tuple[Segment, int]:
     try:
         (head_len,) = _LEN.unpack_from(payload)
         head = json.loads(payload[_LEN.size:_LEN.size + head_len])
-        if head["v"] != VERSION or head["byteorder"] != sys.byteorder or head["id"] != seg_id:
+        if (head["v"] not in READABLE or head["byteorder"] != sys.byteorder
+                or head["id"] != seg_id):
             raise ValueError("index of another version, byte order or segment")
         blobs: dict[str, bytes] = {}
         pos = _LEN.size + head_len
-        for name, length in zip(_BLOBS, head["blobs"], strict=True):
+        names = _BLOBS if head["v"] == 3 else _BLOBS_V2
+        for name, length in zip(names, head["blobs"], strict=True):
             blobs[name] = payload[pos:pos + length]
             pos += length
         if pos != len(payload):
             raise ValueError("index length does not add up")
         return _segment(head, blobs, seg_id, path), head["file_crc"]
-    except (KeyError, TypeError, IndexError, struct.error, UnicodeDecodeError) as e:
+    except (KeyError, TypeError, IndexError, struct.error, UnicodeDecodeError, OverflowError) as e:
         raise ValueError(f"malformed index: {e!r}") from e
 
 
 def _segment(head: dict[str, Any], blobs: dict[str, bytes], seg_id: int, path: str) -> Segment:
     generation, floor, next_seq, last_ts = head["header"]
-    seg = Segment(seg_id, path, SegmentHeader(seg_id, generation, floor, next_seq, last_ts))
+    framed = bool(head.get("framed", False))
+    seg = Segment(seg_id, path,
+                  SegmentHeader(seg_id, generation, floor, next_seq, last_ts, framed))
     n = head["n"]
     first = head["first"]
     seg.seqs = (array("Q", range(first, first + n)) if head["contiguous"]
@@ -123,6 +137,11 @@ def _segment(head: dict[str, Any], blobs: dict[str, bytes], seg_id: int, path: s
     seg.live = n
     seg.live_bytes = head["bytes"]
     seg.size = head["size"]
+    if framed:
+        lo, off = _array("I", blobs["frame_lo"]), _array("I", blobs["frame_off"])
+        if len(lo) != len(off) or not lo:
+            raise ValueError("index frame table is malformed")
+        seg.frames = FrameTable(lo, off, head["logical_size"], seg.size)
     seg.sealed = True
     seg.indexed = True
     return seg

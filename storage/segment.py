@@ -11,6 +11,9 @@ filtered scans skip a segment and lets whole segments be dropped without touchin
 
 A segment also remembers the markers its file holds (tombstones, the highest purge floor) and the
 ttl of messages that have one, because recovery replays them.
+
+A framed (compressed) segment (`frames` set, `storage.framing`) has the same entries: offsets are
+logical, into the bytes the frames decompress to; `size` is its file's length.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from array import array
 from bisect import bisect_left
 
 from storage.durable import AppendFile
+from storage.framing import FrameTable
 from storage.record import SegmentHeader
 
 LIVE, DELETED, DAMAGED = 0, 1, 2
@@ -27,8 +31,9 @@ _WIDER = {"B": ("H", 0xFF), "H": ("I", 0xFFFF)}
 
 class Segment:
     __slots__ = (
-        "base", "compacting", "erase_later", "expire_pos", "file", "flags", "gaps", "hdrs",
-        "header", "id", "index_queued", "indexed", "live", "live_bytes", "lmap", "lsub_first",
+        "base", "compacting", "compress", "erase_later", "erase_owed", "expire_pos", "file",
+        "flags", "frames", "gaps", "hdrs", "header", "id", "index_queued", "indexed", "live",
+        "live_bytes", "lmap", "lsub_first",
         "lsub_gid", "lsub_last", "lsub_live", "lsub_total", "mark_floor", "mark_last_seq",
         "mark_last_ts", "match_cache", "max_seq", "max_seq_ts", "max_ts", "min_ts", "names", "offs",
         "path", "pin_fd", "sealed", "seqs", "sids", "size", "sizes", "tombs", "ts_sorted", "tss",
@@ -42,6 +47,11 @@ class Segment:
         self.base = header.next_seq  # every seq in this file is >= base (and < the next's base)
         self.file: AppendFile | None = None  # open for writing while active or not yet durable
         self.size = 0  # file length, including bytes not yet written
+        # A framed (compressed) segment's frames; None for a plain one. Offsets (`offs`) are
+        # logical: the same for both (see `storage.framing`), the file length is `size`.
+        self.frames: FrameTable | None = None
+        self.compress = False  # to be compressed once sealed and durable
+        self.erase_owed = False  # framed: an erased record waits for a rewrite (compaction)
         self.seqs = array("Q")
         self.offs = array("I")
         self.sizes = array("I")
@@ -159,6 +169,11 @@ class Segment:
         if i < len(seqs) and seqs[i] == seq:
             return i
         return bisect_left(seqs, seq)
+
+    @property
+    def logical_size(self) -> int:
+        """The length of the segment's logical bytes (the file's, unless it is framed)."""
+        return self.size if self.frames is None else self.frames.end
 
     def last_entry_seq(self) -> int:
         return self.seqs[-1] if self.seqs else 0

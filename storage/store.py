@@ -134,6 +134,9 @@ class StoreConfig:
     max_age: int = 0  # nanoseconds; 0: unlimited
     max_msgs_per_subject: int = -1
     first_seq: int = 1  # the first sequence of an empty store
+    # "none" or "s2": a FileStore compresses the segments it seals from then on (a MemoryStore
+    # ignores it). Segments keep the form they were written in: a store reads both.
+    compression: str = "none"
 
 
 @dataclass

@@ -89,7 +89,7 @@ class Published(NamedTuple):
 def store_config(cfg: StreamConfig) -> StoreConfig:
     return StoreConfig(name=cfg.name, max_msgs=cfg.max_msgs, max_bytes=cfg.max_bytes,
                        max_age=cfg.max_age, max_msgs_per_subject=cfg.max_msgs_per_subject,
-                       first_seq=cfg.first_seq or 1)
+                       first_seq=cfg.first_seq or 1, compression=cfg.compression)
 
 
 class Stream(Generic[C]):

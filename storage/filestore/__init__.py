@@ -18,6 +18,13 @@ first/last sequence, the markers and ttls the segment holds, damaged stretches, 
 the whole segment file it describes (checked at open, so a bit flip in a sealed segment is found
 without parsing it).
 
+Compression (`StoreConfig.compression` "s2"): a segment sealed while it is on is rewritten,
+once its bytes are durable, as a framed segment (`storage.framing`): the same logical bytes in
+compressed frames of about `frame_bytes`, each with its own checksums. Offsets everywhere stay
+logical, so only reading (`segreader`), opening (`recovery`) and rewriting (`compaction`,
+`truncplan`) know frames. The active segment is always plain; segments keep the form they were
+written in, so turning compression on or off applies to segments sealed from then on.
+
 Bytes: `state().bytes` and `max_bytes` count nats-server's file-store record size
 (`store.file_msg_size`: 30 + subject + headers + payload, + 4 with headers), not this format's.
 
@@ -43,7 +50,7 @@ import logging
 import os
 import time
 
-from storage import durable, record, truncation
+from storage import durable, framing, record, truncation
 from storage.durable import AppendFile
 from storage.filestore import retention, truncplan
 from storage.filestore.index import StoreIndex
@@ -85,6 +92,9 @@ class FileStore(MessageStore):
         self._opt = options or FileStoreOptions()
         if not 0 < self._opt.segment_bytes < (1 << 31):
             raise ValueError("segment_bytes must be positive and below 2 GiB")
+        if self._opt.frame_bytes <= 0:
+            raise ValueError("frame_bytes must be positive")
+        framing.codec_for(config.compression)  # ValueError when unknown
         self._init_state()
         self._open(self._opt.verify_segments)
 
@@ -94,6 +104,7 @@ class FileStore(MessageStore):
         self._io = SegmentReader(self._opt.max_readers)
         self._reader = Reader(self._ix, self._io)
         self._sync = SyncPlanner(self._ix, self._io, self._dir, self._opt)
+        self._sync.codec = framing.codec_for(self.config.compression)
         self._ix.on_bury = self._sync.bury
         self._closed = False
         self._limited = retention.is_limited(self.config)
@@ -110,7 +121,8 @@ class FileStore(MessageStore):
         segments' CRCs against their indexes."""
         started = time.monotonic()
         durable.makedirs(self._dir)
-        recovery = Recovery(self._dir, self.config.name, verify, self._opt.progress_every)
+        recovery = Recovery(self._dir, self.config.name, verify, self._opt.progress_every,
+                            self._sync.codec is not None)
         floor = recovery.run(self._ix, self.config.first_seq)
         self._ready(floor)
         durable.fsync_dir(self._dir)  # whatever recovery serves from now on is durable
@@ -134,7 +146,11 @@ class FileStore(MessageStore):
             self._new_segment()
         for seg in ix.segs:
             if seg.sealed and not seg.indexed and seg.header.generation:
-                sync.queue_index(seg)
+                if seg.compress:
+                    seg.compress = False
+                    sync.sealed(seg)  # compressed by the next sync, which writes its index
+                else:
+                    sync.queue_index(seg)
         ix.drop_dead_front()
         retention.enforce_all(ix, self.config)
 
@@ -172,7 +188,7 @@ class FileStore(MessageStore):
             # that covers it, pending or running, closes it when it finishes instead).
             f.close()
             old.file = None
-        self._sync.queue_index(old)
+        self._sync.sealed(old)
         self._ix.drop_dead_front()
         return new
 
@@ -268,7 +284,9 @@ class FileStore(MessageStore):
 
     def update_config(self, config: StoreConfig) -> None:
         self._check_open()
+        codec = framing.codec_for(config.compression)  # ValueError when unknown
         self.config = config
+        self._sync.codec = codec  # for segments sealed from now on
         self._ix.name = config.name
         self._limited = retention.is_limited(config)
         retention.enforce_all(self._ix, config)
@@ -408,6 +426,8 @@ class FileStore(MessageStore):
             return
         try:
             error = self._sync.sync_everything()
+            while error is None and self._sync.compress_pending():
+                error = self._sync.sync_everything()  # segments sealed since the last sync
         finally:
             self._release()
         if error is not None:

@@ -8,6 +8,11 @@ file are never taken for the new one), plus the markers that must survive: tombs
 records of earlier segments still on disk, and the purge marker's numbering. While it runs the
 old file is read through a pinned fd, and erasures wait (`Segment.erase_later`). Afterwards
 (`adopt`) the segment takes the new layout if the new file is in place.
+
+A framed (compressed) segment is compacted the same way in logical bytes: its records are read
+from its frames and the result is framed again. It is also the only way to erase a record of a
+framed segment (frames cannot be patched in place), so a framed segment owing an erasure
+(`Segment.erase_owed`) is a candidate whatever its live share.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import logging
 from array import array
 
-from storage import durable, record, segindex
+from storage import durable, framing, record, segindex
 from storage.filestore.index import StoreIndex
 from storage.filestore.layout import idx_path, new_generation
 from storage.filestore.options import FileStoreOptions
@@ -47,9 +52,12 @@ def plan(ix: StoreIndex, directory: str, opt: FileStoreOptions,
     new.size += len(markers)
     names = [ix.subjects.names[g] for g in seg.lsub_gid]
     head, blobs = segindex.head_and_blobs(new, names)
+    framed = seg.frames is not None
     compaction = Compaction(seg.path, idx_path(directory, seg.id),
                             record.encode_segment_header(new.header), ranges, markers, head,
-                            blobs)
+                            blobs, source=seg.frames,
+                            codec=framing.CODEC_ZSTD if framed else None,
+                            starts=new.offs if framed else None, frame_bytes=opt.frame_bytes)
     seg.compacting = True
     seg.pin_fd = durable.open_ro(seg.path)
     return seg, compaction, new, keep
@@ -57,16 +65,20 @@ def plan(ix: StoreIndex, directory: str, opt: FileStoreOptions,
 
 def _candidate(ix: StoreIndex, opt: FileStoreOptions) -> Segment | None:
     """A sealed, durable, undamaged segment whose live records fill less than
-    `compact_ratio` of it."""
+    `compact_ratio` of it, or a framed one owing an erasure."""
     ratio = opt.compact_ratio
     worth = min(64 << 10, opt.segment_bytes // 4)  # bytes a rewrite must reclaim
     for k, seg in enumerate(ix.segs[:-1]):
         if (seg.file is not None or seg.compacting or not seg.header.generation
                 or not seg.indexed or seg.live == len(seg.seqs)):
             continue
-        live = seg.live_bytes + seg.live * READ_SLACK  # at most what their records take
-        if live >= ratio * seg.size or seg.size - live < worth:
-            continue
+        if not seg.erase_owed:
+            size = seg.logical_size
+            live = seg.live_bytes + seg.live * READ_SLACK  # at most what their records take
+            # What the rewrite reclaims on disk (in proportion, for a framed segment).
+            reclaimed = (size - live) * seg.size / size if size else 0
+            if live >= ratio * size or reclaimed < worth:
+                continue
         nxt = ix.bases[k + 1]
         if any(lo < nxt and hi >= seg.base for lo, hi in ix.damaged.ranges()):
             continue
@@ -79,7 +91,8 @@ def _compacted(seg: Segment, keep: list[int]) -> tuple[Segment, list[tuple[int, 
     old file to copy."""
     h = seg.header
     new = Segment(seg.id, seg.path,
-                  SegmentHeader(seg.id, new_generation(), h.floor, h.next_seq, h.last_ts))
+                  SegmentHeader(seg.id, new_generation(), h.floor, h.next_seq, h.last_ts,
+                                h.framed))
     new.lsub_gid = seg.lsub_gid
     nlocal = len(seg.lsub_gid)
     new.lsub_total = array("I", bytes(4 * nlocal))
@@ -142,6 +155,10 @@ def adopt(seg: Segment, c: Compaction, new: Segment, keep: list[int]) -> None:
     seg.flags = bytearray(flags[i] for i in keep)
     for name in _ADOPTED:
         setattr(seg, name, getattr(new, name))
+    seg.frames = c.table  # None unless framed; the size is then the framed file's
+    if c.table is not None:
+        seg.size = c.table.size
+    seg.erase_owed = False
     seg.expire_pos = 0
     seg.match_cache.clear()
     seg.recompute_live()

@@ -1,4 +1,6 @@
-"""`FileStoreOptions`: the tunables of a FileStore (segment size, caches, compaction, opening)."""
+"""`FileStoreOptions`: the tunables of a FileStore (segment size, caches, compaction, opening,
+compression frames). Whether a store compresses is not a tunable but part of its configuration
+(`StoreConfig.compression`)."""
 
 from __future__ import annotations
 
@@ -16,3 +18,4 @@ class FileStoreOptions:
     compact_ratio: float = 0.5  # rewrite a sealed segment holding less than this share live
     max_readers: int = 64  # open read-only fds of sealed segments
     progress_every: int = 100  # log progress every this many segments while opening
+    frame_bytes: int = 32 << 10  # compressed segments: records per frame, in bytes (framing)

@@ -11,6 +11,11 @@ the last good sequence before them and the first good one after), never served a
 `state().damaged`; a damaged segment header makes the segment's base come from its records or
 its neighbours. Everything recovery serves is made durable before the store is used (a tail may
 have been written but never synced), so recovery never builds on bytes a power loss could take.
+
+A framed (compressed) segment is scanned in its logical bytes (`storage.framing.unframe`): a
+frame failing its checksums reads as zeros, so its records become a damaged range exactly as
+damaged bytes of a plain segment do. A framed segment is never appended to: when it is the last
+one, a new active segment follows it.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import os
 import zlib
 from array import array
 
-from storage import durable, record, segindex, truncation
+from storage import durable, framing, record, segindex, truncation
 from storage.durable import AppendFile, DamagedFile
 from storage.filestore.index import StoreIndex
 from storage.filestore.layout import FORMAT_VERSION, META, idx_path, seg_path
@@ -39,11 +44,15 @@ log = logging.getLogger("storage")
 class Recovery:
     """Reads the store `name` in `directory` (which exists) into an empty index."""
 
-    def __init__(self, directory: str, name: str, verify: bool, progress_every: int) -> None:
+    def __init__(self, directory: str, name: str, verify: bool, progress_every: int,
+                 compress: bool = False) -> None:
         self.directory = directory
         self.name = name
         self.verify = verify  # check sealed segments' CRCs against their indexes
         self.progress_every = progress_every
+        # The store compresses: a sealed plain segment without an index file was sealed but
+        # not yet compressed (its plain index is held back for that): leave it to the next sync.
+        self.compress = compress
 
     def run(self, ix: StoreIndex, first_seq: int) -> int:
         """Fill `ix` from the files; returns the floor the files record (every sequence below
@@ -120,11 +129,17 @@ class Recovery:
         idx = idx_path(self.directory, seg_id)
         if last and not os.path.exists(idx):
             return self._scan_segment(seg_id, path, active=True)
+        missing = not os.path.exists(idx)
         seg = self._load_indexed(seg_id, path, idx)
         if seg is not None:
             return seg
         seg = self._scan_segment(seg_id, path, active=False)
-        if seg is not None:
+        if seg is None:
+            return None
+        if (self.compress and missing and seg.frames is None and seg.header.generation
+                and not seg.gaps):
+            seg.compress = True  # `FileStore._ready` queues it
+        else:
             self._write_index_now(seg)
         return seg
 
@@ -161,12 +176,21 @@ class Recovery:
         name = self.name
         with open(path, "rb") as f:
             buf = f.read()
+        file_size = len(buf)
         header = record.decode_segment_header(buf)
         if header is None:
             if len(buf) > 0:
                 log.error("store %s: segment %d has a damaged header", name, seg_id)
             header = SegmentHeader(seg_id, 0, 0, 0, 0)  # generation 0: unknown, fixed later
+        frames = None
+        if header.framed or (not header.generation and framing.looks_framed(buf)):
+            unframed = framing.unframe(buf, framing.Codecs())
+            for a, b in unframed.damaged:
+                log.error("store %s: segment %d: %d bytes of damaged frames at offset %d",
+                          name, seg_id, b - a, a)
+            buf, frames, active = unframed.logical, unframed.table, False
         seg = Segment(seg_id, path, header)
+        seg.frames = frames
         seg.lmap = None
         seg_names: list[str] = []
         seg.names = seg_names
@@ -198,10 +222,10 @@ class Recovery:
             log.info("store %s: removing segment %d: created but never synced", name, seg_id)
             durable.unlink(path)
             return None
-        seg.size = end
+        seg.size = end if frames is None else file_size
         seg.sealed = not active
         seg.recompute_live()
-        _make_durable(seg, path, end, len(buf), active)
+        _make_durable(seg, path, seg.size, file_size, active)
         return seg
 
     def _write_index_now(self, seg: Segment) -> None:

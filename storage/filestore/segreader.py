@@ -8,6 +8,12 @@
   bytes, and the bytes of the last read are kept for the next (`block`): a record's bytes do not
   change while its segment keeps its header (a compaction writes a new one; an erase drops the
   block). Callers still check every record (CRC, kind, seq) each time they decode it.
+* A framed (compressed) segment is read in logical bytes (`storage.framing`): the frames holding
+  them are read, verified (header, compressed and decompressed checksums) and decompressed; the
+  last FRAME_CACHE decompressed frames are kept, so a reader walking a segment decompresses each
+  frame once. A frame that fails verification raises `BadFrame` (an OSError, as a failed read),
+  or, when it is not the first frame a read needs, ends the read short (the bytes a record needs
+  from the frames before it are still served).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import os
 from collections import OrderedDict
 
 from storage import durable, record
+from storage.framing import BadFrame, Codecs, decode_frame
 from storage.record import READ_SLACK, SegmentHeader
 from storage.segment import Segment
 
@@ -27,6 +34,7 @@ READ_AHEAD = 64 << 10
 BATCH_SPAN = 1 << 20
 BATCH_GAP = 16 << 10
 KEEP_BLOCK = 1 << 20
+FRAME_CACHE = 8  # decompressed frames kept (32 KiB each by default)
 
 
 class SegmentReader:
@@ -37,6 +45,9 @@ class SegmentReader:
         # record never change while its segment keeps that header (compaction gives a new one),
         # except when it is erased, which drops this.
         self.block: tuple[Segment, SegmentHeader, int, bytes] | None = None
+        # Decompressed frames of framed segments: (segment id, generation, frame) -> bytes.
+        self.frames: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
+        self.codecs = Codecs()
 
     def _fd(self, seg: Segment) -> int:
         fd = self.fds.get(seg.id)
@@ -53,9 +64,61 @@ class SegmentReader:
     def read(self, seg: Segment, off: int, n: int) -> bytes:
         if seg.file is not None:
             return seg.file.read(off, n)
+        if seg.frames is not None:
+            return self._read_framed(seg, off, n)
         if seg.pin_fd is not None:  # being compacted: the old file, whatever its name holds
             return os.pread(seg.pin_fd, n, off)
         return os.pread(self._fd(seg), n, off)
+
+    def _read_framed(self, seg: Segment, off: int, n: int) -> bytes:
+        """Logical bytes [off, off+n) of a framed segment (fewer at its end, or before a
+        damaged frame that is not the first one needed)."""
+        frames = seg.frames
+        assert frames is not None
+        k = frames.find(off)
+        if k < 0:
+            raise BadFrame(f"segment {seg.id}: no frame holds offset {off}")
+        end = min(off + n, frames.end)
+        parts: list[bytes] = []
+        pos = off
+        while pos < end and k < len(frames.lo):
+            lo = frames.lo[k]
+            if lo > pos:  # a frame left out (damaged) lies between
+                break
+            try:
+                raw = self._frame(seg, k)
+            except BadFrame:
+                if parts:
+                    break
+                raise
+            if pos - lo >= len(raw):  # pos lies in a damaged stretch after this frame
+                break
+            piece = raw[pos - lo:end - lo]
+            parts.append(piece)
+            pos += len(piece)
+            k += 1
+        if not parts:
+            raise BadFrame(f"segment {seg.id}: no valid frame holds offset {off}")
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _frame(self, seg: Segment, k: int) -> bytes:
+        """Frame k of a framed segment, decompressed and verified (cached)."""
+        key = (seg.id, seg.header.generation, k)
+        cache = self.frames
+        raw = cache.get(key)
+        if raw is not None:
+            cache.move_to_end(key)
+            return raw
+        frames = seg.frames
+        assert frames is not None
+        a, b = frames.extent(k)
+        fd = seg.pin_fd if seg.pin_fd is not None else self._fd(seg)
+        data = os.pread(fd, b - a, a)
+        _, raw, _ = decode_frame(data, 0, self.codecs, frames.lo[k])
+        cache[key] = raw
+        if len(cache) > FRAME_CACHE:
+            cache.popitem(last=False)
+        return raw
 
     def record_bytes(self, seg: Segment, i: int) -> bytes:
         """The bytes of entry `i`'s record (at least; fresh, not from the kept block)."""
@@ -74,7 +137,7 @@ class SegmentReader:
         sequential = False
         if blk is not None and blk[0] is seg and blk[1] is seg.header:
             lo, buf = blk[2], blk[3]
-            if lo <= off and (off + n <= lo + len(buf) or lo + len(buf) >= seg.size):
+            if lo <= off and (off + n <= lo + len(buf) or lo + len(buf) >= seg.logical_size):
                 return buf, off - lo
             sequential = ahead and lo <= off <= lo + len(buf) + BATCH_GAP
         f = seg.file
@@ -91,8 +154,16 @@ class SegmentReader:
         if fd is not None:
             os.close(fd)
 
+    def drop(self, seg: Segment) -> None:
+        """Forget the bytes kept of a segment (its records are about to change on disk)."""
+        if self.block is not None and self.block[0] is seg:
+            self.block = None
+        for key in [key for key in self.frames if key[0] == seg.id]:
+            del self.frames[key]
+
     def close(self) -> None:
         self.block = None
+        self.frames.clear()
         for fd in self.fds.values():
             os.close(fd)
         self.fds.clear()

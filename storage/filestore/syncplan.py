@@ -7,7 +7,10 @@ to patch in place (`patches`), namespace changes to fsync (`dir_ops`), and the m
 `begin_sync` the tombstones the index owes become DEL records and a changed floor (or sequences
 used by `skip_msg` that no record holds) one PURGE record, in the active segment. A segment
 whose messages are all gone is unlinked once it is at the front and those markers are durable.
-A sealed segment that is mostly deleted is rewritten inside the job (`compaction`). The job
+A sealed segment that is mostly deleted is rewritten inside the job (`compaction`). With
+compression on (`codec`), a segment sealed by this store is compressed (framed, `storage.framing`)
+by the first job after its bytes are durable, in place of writing its plain index; an erase in a
+framed segment makes it a compaction candidate (frames cannot be patched in place). The job
 itself (`syncjob.FileSyncJob`) holds only plain values and runs in a worker thread.
 
 Group commit details beyond `storage.store`:
@@ -34,15 +37,19 @@ import os
 from array import array
 from collections import deque
 
-from storage import record, segindex
+from storage import durable, record, segindex
 from storage.filestore import compaction
 from storage.filestore.index import StoreIndex
-from storage.filestore.layout import full_error, idx_path
+from storage.filestore.layout import full_error, idx_path, new_generation
 from storage.filestore.options import FileStoreOptions
 from storage.filestore.segreader import SegmentReader
-from storage.filestore.syncjob import Compaction, FileSyncJob, IndexWrite, Plan
-from storage.segment import Segment
+from storage.filestore.syncjob import Compaction, Compress, FileSyncJob, IndexWrite, Plan
+from storage.record import SegmentHeader
+from storage.segment import DAMAGED, Segment
 from storage.store import StoreError, SyncJob
+
+# A job compresses sealed segments of at most this many bytes in all (at least one segment).
+COMPRESS_BYTES = 8 << 20
 
 log = logging.getLogger("storage")
 
@@ -57,7 +64,8 @@ class SyncPlanner:
         self.dirty: dict[int, Segment] = {}  # segments with bytes not yet durable, by id
         self.unindexed: list[Segment] = []  # sealed segments whose index must be written
         self.dead: list[Segment] = []  # retired segments to unlink
-        self.patches: list[tuple[str, int, bytes]] = []  # erasures: path, offset, bytes
+        # erasures: path, offset, bytes, the file's header (the version they are for)
+        self.patches: list[tuple[str, int, bytes, bytes]] = []
         self.dir_ops = 0  # namespace changes made (segments created)
         self.dir_synced = 0  # ... and made durable by a directory fsync
         self.jobs: deque[FileSyncJob] = deque()  # begun, not finished; oldest first
@@ -65,6 +73,8 @@ class SyncPlanner:
         self.synced_seq = 0  # every message up to it was covered by a successful sync
         self.written_floor = 0  # the highest floor a marker or segment header records
         self.skip_pending = False  # skip_msg moved last_seq past every record: write a marker
+        self.codec: int | None = None  # compress sealed segments with it (`storage.framing`)
+        self.compressible: list[Segment] = []  # sealed by this store, to compress once durable
 
     # Owed to the disk (loop thread)
 
@@ -79,6 +89,13 @@ class SyncPlanner:
             seg.index_queued = True
             self.unindexed.append(seg)
 
+    def sealed(self, seg: Segment) -> None:
+        """A segment was sealed: its index is owed, and its compression when it is on."""
+        self.queue_index(seg)
+        if self.codec is not None and seg.header.generation and seg.frames is None:
+            seg.compress = True
+            self.compressible.append(seg)
+
     def bury(self, seg: Segment) -> None:
         """A front segment left the index (`StoreIndex.on_bury`): unlink it at the next sync,
         and write nothing more to it."""
@@ -86,6 +103,9 @@ class SyncPlanner:
         self.dirty.pop(seg.id, None)
         if seg in self.unindexed:
             self.unindexed.remove(seg)
+        if seg in self.compressible:  # (one being compressed is not: the job finishes it)
+            self.compressible.remove(seg)
+            seg.compress = False
         self.io.forget(seg)
 
     def erase(self, seg: Segment, i: int) -> None:
@@ -93,6 +113,11 @@ class SyncPlanner:
         window or at the next sync (after its removal is durable: see `FileSyncJob._run`)."""
         if seg.compacting:  # the offsets change: erase in the new file once it is in place
             seg.erase_later.append(seg.seqs[i])
+            return
+        if seg.frames is not None:  # frames cannot be patched: a compaction drops the record
+            seg.erase_owed = True
+            self.ix.compact_check = True
+            self.io.drop(seg)
             return
         off = seg.offs[i]
         try:
@@ -105,7 +130,9 @@ class SyncPlanner:
         self.io.block = None  # it may hold the bytes being erased
         new = record.erased(raw[:rec.length])
         if seg.file is None or seg.file.patch(off, new):
-            self.patches.append((seg.path, off, new))
+            # A segment whose header is damaged has no known header to check the file against.
+            guard = record.encode_segment_header(seg.header) if seg.header.generation else b""
+            self.patches.append((seg.path, off, new, guard))
             if seg.sealed:  # its index's file CRC changes: write the index again after the patch
                 seg.indexed = False
                 self.queue_index(seg)
@@ -180,6 +207,7 @@ class SyncPlanner:
         plan.patches, self.patches = self.patches, []
         indexed = self._plan_indexes(plan)
         compactions = self._plan_compaction(plan)
+        compressions = self._plan_compression(plan)
         dead, self.dead = self.dead, []
         for seg in dead:
             plan.unlinks.append(seg.path)
@@ -195,6 +223,7 @@ class SyncPlanner:
         job.dir_ops = self.dir_ops
         job.segs = job_segs
         job.compactions = compactions
+        job.compressions = compressions
         job.seq_hi = self.ix.last_seq
         self.jobs.append(job)
         return job
@@ -203,8 +232,8 @@ class SyncPlanner:
         ready = []
         names_of = self.ix.subjects.names
         for seg in self.unindexed:
-            if seg.compacting:
-                continue  # the compaction writes its index
+            if seg.compacting or seg.compress:
+                continue  # the compaction or compression writes its index
             if seg.file is not None and seg.file.handed < seg.file.length:
                 continue  # pragma: no cover - begin_sync hands every dirty byte to the job
             names = [names_of[g] for g in seg.lsub_gid]
@@ -212,7 +241,11 @@ class SyncPlanner:
             plan.indexes.append(IndexWrite(seg.path, idx_path(self.directory, seg.id), seg.size,
                                            head, blobs))
             ready.append(seg)
-        self.unindexed = [s for s in self.unindexed if s not in ready and not s.compacting]
+        for seg in self.unindexed:
+            if seg.compacting and not seg.compress:
+                seg.index_queued = False  # queued again if the compaction does not write it
+        self.unindexed = [s for s in self.unindexed
+                          if s not in ready and (s.compress or not s.compacting)]
         for seg in ready:
             seg.index_queued = False
         return ready
@@ -227,6 +260,54 @@ class SyncPlanner:
             return []
         plan.compactions.append(planned[1])
         return [planned]
+
+    def _plan_compression(self, plan: Plan) -> list[tuple[Segment, Compress]]:
+        """Compress sealed segments whose bytes are durable (closed), up to COMPRESS_BYTES. A
+        segment that can no longer be (compression turned off, damage found) is given up: its
+        plain index is written instead."""
+        if not self.compressible:
+            return []
+        planned: list[tuple[Segment, Compress]] = []
+        budget = COMPRESS_BYTES
+        waiting = []
+        for seg in self.compressible:
+            if (self.codec is None or DAMAGED in seg.flags or seg.gaps
+                    or seg.frames is not None):
+                seg.compress = False
+                continue
+            if seg.file is not None or seg.compacting or (planned and seg.size > budget):
+                waiting.append(seg)  # not durable yet, or for the next job
+                continue
+            planned.append((seg, self._compress(seg)))
+            budget -= seg.size
+        self.compressible = waiting
+        for seg, c in planned:
+            plan.compressions.append(c)
+            if seg in self.unindexed:
+                self.unindexed.remove(seg)
+            seg.index_queued = False
+        return planned
+
+    def _compress(self, seg: Segment) -> Compress:
+        """Plan the compression of `seg`: while it runs the plain file is read through a pinned
+        fd and erasures wait, as for a compaction."""
+        assert self.codec is not None
+        h = seg.header
+        head, blobs = segindex.head_and_blobs(seg, [self.ix.subjects.names[g]
+                                                    for g in seg.lsub_gid])
+        c = Compress(seg.path, idx_path(self.directory, seg.id), seg.size,
+                     record.encode_segment_header(h),
+                     SegmentHeader(h.seg_id, new_generation(), h.floor, h.next_seq, h.last_ts,
+                                   True),
+                     array("I", seg.offs), self.codec, self.opt.frame_bytes, head, blobs)
+        seg.compacting = True
+        seg.pin_fd = durable.open_ro(seg.path)
+        return c
+
+    def compress_pending(self) -> bool:
+        """Segments wait for compression that a job could compress now."""
+        return self.codec is not None and any(
+            seg.file is None and not seg.compacting for seg in self.compressible)
 
     # Finishing jobs
 
@@ -256,6 +337,8 @@ class SyncPlanner:
             f.inflight -= 1
         for planned in job.compactions:
             self._finish_compaction(*planned)
+        for seg, c in job.compressions:
+            self._finish_compression(seg, c)
         if job.error is not None:
             self._sync_failed(job)
             return
@@ -290,12 +373,52 @@ class SyncPlanner:
             os.close(seg.pin_fd)
             seg.pin_fd = None
         self.io.forget(seg)
+        if c.error is not None:
+            log.warning("store %s: could not compact segment %d (%s)%s", self.ix.name, seg.id,
+                        c.error, "" if c.renamed else "; it stays as it is")
+            self.ix.compact_check = False  # not at every sync: the next deletion tries again
         if c.renamed:
             compaction.adopt(seg, c, new, keep)
             if not c.indexed:
                 self.queue_index(seg)
             log.info("store %s: compacted segment %d to %d bytes", self.ix.name, seg.id,
                      seg.size)
+        erase, seg.erase_later = seg.erase_later, []
+        for seq in erase:
+            i = seg.find(seq)
+            if i >= 0:
+                self.erase(seg, i)
+
+    def _finish_compression(self, seg: Segment, c: Compress) -> None:
+        """After the job (even a failed one): the segment is framed if the new file is in
+        place; its index is owed if none was written; a compression the job never reached is
+        tried again."""
+        seg.compacting = False
+        if seg.pin_fd is not None:
+            os.close(seg.pin_fd)
+            seg.pin_fd = None
+        self.io.forget(seg)
+        self.io.drop(seg)
+        seg.compress = False
+        if c.renamed:
+            assert c.table is not None  # set with renamed
+            seg.header = c.new_header
+            seg.frames = c.table
+            seg.size = c.table.size
+            log.debug("store %s: compressed segment %d from %d to %d bytes", self.ix.name,
+                      seg.id, c.size, seg.size)
+        elif c.error is not None:
+            log.warning("store %s: could not compress segment %d (%s); it stays uncompressed",
+                        self.ix.name, seg.id, c.error)
+        elif c.skipped:
+            log.info("store %s: segment %d stays uncompressed: %s", self.ix.name, seg.id,
+                     c.skipped)
+        elif self.codec is not None and id(seg) in set(map(id, self.ix.segs)):
+            seg.compress = True  # the job failed before it got there
+            self.compressible.append(seg)
+        seg.indexed = c.indexed
+        if not c.indexed:
+            self.queue_index(seg)
         erase, seg.erase_later = seg.erase_later, []
         for seq in erase:
             i = seg.find(seq)

@@ -2,6 +2,10 @@
 and the files to remove. `storage.truncation` commits them crash-safely (an intent file); the
 store (`FileStore.truncate`) syncs everything first, so the files hold exactly the state in
 memory, and rebuilds its index from the files afterwards.
+
+A framed (compressed) segment holding the cut is rewritten plain, from its logical bytes (damaged
+frames read as zeros, which a scan reports as damage, as damaged bytes of a plain file): after
+the truncation it is the store's last segment, which is appended to.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import os
 from array import array
 from bisect import bisect_right
 
-from storage import record, truncation
+from storage import framing, record, truncation
 from storage.filestore.index import StoreIndex
 from storage.filestore.layout import idx_path, new_generation
 from storage.record import SEGMENT_HEADER_SIZE, SegmentHeader
@@ -58,6 +62,8 @@ def _split_segment(seg: Segment) -> tuple[bytes, bytes]:
     with open(seg.path, "rb") as f:
         buf = f.read()
     h = seg.header
+    if h.framed or (not h.generation and framing.looks_framed(buf)):
+        buf = framing.unframe(buf, framing.Codecs()).logical
     if not h.generation:
         return b"", buf
     head = record.encode_segment_header(
