@@ -436,11 +436,17 @@ class JetStream:
     def _subscribe_direct(self, stream: LocalStream) -> None:
         """Direct gets are answered by any server holding the stream (one of them: a queue)."""
         subs: list[Subscription] = []
-        if stream.config.allow_direct and self.direct_get is not None:
+        config = stream.config
+        names = [config.name] if config.allow_direct else []
+        if config.mirror_direct and config.mirror:
+            # A mirror with mirror_direct answers direct gets for its origin too, as one more
+            # member of the origin's queue (nats-server).
+            names.append(config.mirror.get("name", ""))
+        if names and self.direct_get is not None:
             direct = self.direct_get(stream)
-            name = stream.config.name
-            for subject in (f"$JS.API.DIRECT.GET.{name}", f"$JS.API.DIRECT.GET.{name}.>"):
-                subs.append(self.subscribe(subject, direct, queue="_sys_"))
+            for name in filter(None, names):
+                for subject in (f"$JS.API.DIRECT.GET.{name}", f"$JS.API.DIRECT.GET.{name}.>"):
+                    subs.append(self.subscribe(subject, direct, queue="_sys_"))
         self._ingest_subs[stream.config.name] = subs
 
     def subscribe(self, subject: str, handler: InternalHandler,

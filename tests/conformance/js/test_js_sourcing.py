@@ -178,3 +178,18 @@ async def test_an_external_origin_in_another_account(start_js_server):
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_mirror_of_a_direct_stream_answers_its_direct_gets(nc, uniq):
+    """mirror_direct (inherited from an origin with allow_direct): the mirror answers direct
+    gets for the origin too; with the origin gone, it alone does."""
+    js = nc.jetstream()
+    origin, mirror = f"{uniq}O", f"{uniq}M"
+    await js.add_stream(name=origin, subjects=[f"{uniq}.>"], allow_direct=True)
+    await js.publish(f"{uniq}.1", b"kept")
+    created = await js.add_stream(name=mirror, mirror=StreamSource(name=origin))
+    assert created.config.mirror_direct is True
+    await until(lambda: _count_is(js, mirror, 1), "the mirror")
+    await js.delete_stream(origin)
+    reply = await nc.request(f"$JS.API.DIRECT.GET.{origin}", b'{"seq": 1}', timeout=3)
+    assert reply.data == b"kept" and reply.headers["Nats-Stream"] == mirror
