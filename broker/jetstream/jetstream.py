@@ -30,6 +30,7 @@ from broker.jetstream.groupcommit import GroupCommit, Watcher
 from broker.jetstream.jsondecode import JsonObject
 from broker.jetstream.plans import (
     check_account_stream,
+    check_consumer_limits_update,
     check_overlap,
     check_reservation,
     check_stream_bytes,
@@ -271,6 +272,8 @@ class JetStream:
         config = requested.normalized(self.duplicate_limit, self._config_of) \
             .check_update(stream.config)
         check_stream_bytes(self.limits, config)
+        check_consumer_limits_update(config, {n: c.config for n, c in stream.consumers.items()},
+                                     stream.config)
         self._check_overlap(config, ignore=stream.config.name)
         self._write_meta(config, stream.created)
         self._detach_ingest(stream)

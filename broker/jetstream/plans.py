@@ -75,6 +75,23 @@ def plan_consumer(stream_config: StreamConfig, existing: dict[str, ConsumerConfi
     return name, config, None
 
 
+def check_consumer_limits_update(config: StreamConfig, consumers: dict[str, ConsumerConfig],
+                                 old: StreamConfig) -> None:
+    """A stream update that lowers its consumer_limits below what consumers already have is
+    refused, naming them (nats-server 500/10069), when a new limit is set and changed."""
+    offenders = []
+    new, previous = config.consumer_limits or {}, old.consumer_limits or {}
+    for key, attribute in (("max_ack_pending", "max_ack_pending"),
+                           ("inactive_threshold", "inactive_threshold")):
+        limit = new.get(key, 0)
+        if limit <= 0 or limit == previous.get(key, 0):
+            continue
+        offenders += [name for name, c in consumers.items() if getattr(c, attribute) > limit]
+    if offenders:
+        names = ", ".join(sorted(set(offenders)))
+        raise ApiError(500, 10069, f"change to limits violates consumers: {names}")
+
+
 def check_account_stream(limits: AccountJetStream, others: list[StreamConfig],
                          config: StreamConfig) -> None:
     """The account's limits on a stream being added (`others`: the account's other streams):

@@ -113,6 +113,7 @@ class StreamConfig:
         _check_policies(cfg)
         check_sourcing(cfg, lookup)
         _normalize_subjects(cfg)
+        _check_consumer_limits(cfg)
         _check_subject_transform(cfg)
         _check_republish(cfg)
         check_sourcing_filters(cfg)
@@ -273,6 +274,16 @@ def _check_policies(cfg: StreamConfig) -> None:
         if cfg.max_msgs_per_subject <= 0:
             raise errors.stream_invalid_config(
                 "discard new per subject requires max msgs per subject > 0")
+
+
+def _check_consumer_limits(cfg: StreamConfig) -> None:
+    """`consumer_limits { inactive_threshold, max_ack_pending }`: integers, nothing else
+    (nats-server decodes them into a struct that refuses unknown fields: 10025)."""
+    for key, value in (cfg.consumer_limits or {}).items():
+        if key not in ("inactive_threshold", "max_ack_pending"):
+            raise errors.invalid_json(f"unknown field {key!r} in consumer_limits")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise errors.invalid_json(f"consumer_limits.{key} must be an integer")
 
 
 def _normalize_subjects(cfg: StreamConfig) -> None:

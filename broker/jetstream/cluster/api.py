@@ -32,6 +32,7 @@ from broker.jetstream.errors import ApiError
 from broker.jetstream.jsondecode import JsonObject
 from broker.jetstream.plans import (
     check_account_stream,
+    check_consumer_limits_update,
     check_overlap,
     check_reservation,
     check_stream_bytes,
@@ -252,6 +253,10 @@ class ClusterApi:
             raise ApiError(400, 10061, "Replicas configuration can not be updated")
         config = config.check_update(current)
         check_stream_bytes(self.js.limits, config)
+        check_consumer_limits_update(
+            config, {n: ConsumerConfig.from_json(ca.config)
+                     for n, ca in self.cluster.meta.consumers.get(config.name, {}).items()},
+            current)
         check_overlap(config, [StreamConfig.from_json(other.config)
                                for other in self.cluster.meta.streams.values()], config.name)
         updated = StreamAssignment(sa.name, config.to_json(), sa.group, sa.peers, sa.created)

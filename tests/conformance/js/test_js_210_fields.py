@@ -626,3 +626,21 @@ def test_discard_new_per_subject(raw, uniq):
                                                 "discard_new_per_subject": True})
     assert update["config"]["discard_new_per_subject"] is True
     assert raw.pub(f"{plain}.a", "3")["error"]["err_code"] == 10077
+
+
+def test_stream_consumer_limits_are_typed_and_guard_their_consumers(raw, uniq):
+    """`consumer_limits` takes its two fields only; lowering one below what a consumer has is
+    refused, naming the consumer (500/10069)."""
+    bad = raw.api(f"STREAM.CREATE.{uniq}X", {"name": f"{uniq}X", "subjects": [f"{uniq}x"],
+                                             "consumer_limits": {"bogus": 1}})
+    assert bad["error"]["err_code"] == 10025
+    raw.add_stream(uniq, [f"{uniq}.>"])
+    consumer_create(raw, uniq, "c1", {"durable_name": "c1", "ack_policy": "explicit",
+                                      "max_ack_pending": 100})
+    lowered = raw.api(f"STREAM.UPDATE.{uniq}", {
+        "name": uniq, "subjects": [f"{uniq}.>"], "consumer_limits": {"max_ack_pending": 10}})
+    assert lowered["error"] == {"code": 500, "err_code": 10069,
+                                "description": "change to limits violates consumers: c1"}
+    raised = raw.api(f"STREAM.UPDATE.{uniq}", {
+        "name": uniq, "subjects": [f"{uniq}.>"], "consumer_limits": {"max_ack_pending": 500}})
+    assert raised["config"]["consumer_limits"] == {"max_ack_pending": 500}
