@@ -638,7 +638,9 @@ class JetStream:
         if policy in ("new", "last_per_subject"):
             return state.last_seq + 1
         if policy == "by_start_sequence":
-            return config.opt_start_seq
+            # Below the stream's first message (purged, or limits), it starts there.
+            return max(config.opt_start_seq, state.first_seq) if state.msgs else \
+                max(config.opt_start_seq, state.last_seq + 1)
         start = stream.first_seq_at_or_after(config.start_time_ns) if state.msgs else 0
         return max(start, state.first_seq, 1)
 

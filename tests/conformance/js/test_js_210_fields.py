@@ -644,3 +644,14 @@ def test_stream_consumer_limits_are_typed_and_guard_their_consumers(raw, uniq):
     raised = raw.api(f"STREAM.UPDATE.{uniq}", {
         "name": uniq, "subjects": [f"{uniq}.>"], "consumer_limits": {"max_ack_pending": 500}})
     assert raised["config"]["consumer_limits"] == {"max_ack_pending": 500}
+
+
+def test_a_start_sequence_below_the_first_message_starts_at_the_first(raw, uniq):
+    raw.add_stream(uniq, [f"{uniq}.>"])
+    for n in range(5):
+        raw.publish(f"{uniq}.x", b"%d" % n, reply="_INBOX.ack")
+    raw.api(f"STREAM.PURGE.{uniq}", {"seq": 4})  # 1..3 gone: the first is 4
+    info = consumer_create(raw, uniq, "c", {"durable_name": "c", "ack_policy": "explicit",
+                                            "deliver_policy": "by_start_sequence",
+                                            "opt_start_seq": 2})
+    assert info["delivered"]["stream_seq"] == 3 and info["num_pending"] == 2
