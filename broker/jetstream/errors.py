@@ -52,6 +52,11 @@ def account_resources_exceeded() -> ApiError:
     return ApiError(400, 10002, "resource limits exceeded for account")
 
 
+def source_header_not_allowed() -> ApiError:
+    """A client's publish carrying `Nats-Stream-Source` (nats-server 2.14+ refuses it)."""
+    return ApiError(400, 10227, "message stream source header is not allowed")
+
+
 def max_streams() -> ApiError:
     return ApiError(400, 10027, "maximum number of streams reached")
 

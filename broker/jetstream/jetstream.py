@@ -39,7 +39,13 @@ from broker.jetstream.plans import (
     plan_consumer,
     plan_stream,
 )
-from broker.jetstream.sourcing import Origin, SourceRunner, StreamSink, source_transform
+from broker.jetstream.sourcing import (
+    Origin,
+    SourceRunner,
+    StreamSink,
+    guard_published,
+    source_transform,
+)
 from broker.jetstream.stream import Stream, store_config
 from broker.jetstream.streamconfig import StreamConfig
 from broker.logger import logger
@@ -429,7 +435,8 @@ class JetStream:
     def _subscribe_ingest(self, stream: LocalStream) -> None:
         self._subscribe_direct(stream)
         handler = self._ingest_handler(stream)
-        self._ingest_subs[stream.config.name] += self.subscribe_ingest(stream, handler)
+        self._ingest_subs[stream.config.name] += self.subscribe_ingest(
+            stream, guard_published(stream, handler))
         self.start_sourcing(stream, handler)
 
     def subscribe_ingest(self, stream: LocalStream, handler: InternalHandler) -> list[Subscription]:

@@ -31,7 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from broker import headers as h
+from broker.jetstream import errors
 from broker.jetstream.bus import Bus
+from broker.jetstream.errors import ApiError
+from broker.jetstream.streamconfig import StreamConfig
 from broker.logger import logger
 from broker.sublist import Subscription
 from common.gotime import now_ns
@@ -467,4 +470,28 @@ def _strip_sourcing_headers(block: bytes) -> bytes:
     if len(kept) == 1:
         return b""
     return b"\r\n".join(kept) + b"\r\n\r\n"
+
+
+class Refusing(Protocol):
+    """A stream as `guard_published` needs it (`stream.Stream`)."""
+
+    @property
+    def config(self) -> StreamConfig: ...
+
+    def refuse(self, reply: bytes, exc: ApiError) -> None: ...
+
+
+def guard_published(stream: Refusing, ingest: Callable[[bytes, bytes, int, bytes], None],
+                    ) -> Callable[[bytes, bytes, int, bytes], None]:
+    """`ingest` for what clients publish to a stream with sources: a source header from a
+    client is refused (10227, as nats-server 2.14+ refuses it anywhere), since it would pass
+    for a copy and could make the stream take later copies for duplicates."""
+    marker = SOURCE_HEADER.encode()
+
+    def published(subject: bytes, reply: bytes, hdr: int, payload: bytes) -> None:
+        if hdr > 0 and stream.config.sources and marker in payload[:hdr]:
+            stream.refuse(reply, errors.source_header_not_allowed())
+            return
+        ingest(subject, reply, hdr, payload)
+    return published
 

@@ -35,6 +35,7 @@ from broker.jetstream.cluster.meta import StreamAssignment
 from broker.jetstream.errors import ApiError
 from broker.jetstream.jetstream import JetStream, LocalStream
 from broker.jetstream.jsondecode import JsonObject
+from broker.jetstream.sourcing import guard_published
 from broker.logger import logger
 from broker.sublist import Subscription
 from common.gotime import now_ns
@@ -290,7 +291,8 @@ class StreamReplica:
         self.epoch = entries.new_epoch()
         self._number = 0
         logger.info("JetStream stream %s: this server is the leader", self.label)
-        self._ingest = self.js.subscribe_ingest(self.stream, self.ingest)
+        self._ingest = self.js.subscribe_ingest(self.stream,
+                                               guard_published(self.stream, self.ingest))
         # The leader copies the stream's mirror or sources (proposed like any publish).
         self.js.start_sourcing(self.stream, self.ingest, synchronous=False)
         self.cluster.stream_leader_changed(self)
@@ -305,7 +307,8 @@ class StreamReplica:
             return
         for sub in self._ingest:
             self.bus.unsubscribe_internal(sub)
-        self._ingest = self.js.subscribe_ingest(self.stream, self.ingest)
+        self._ingest = self.js.subscribe_ingest(self.stream,
+                                               guard_published(self.stream, self.ingest))
         self.js.start_sourcing(self.stream, self.ingest, synchronous=False)
 
     def _lose_leadership(self) -> None:

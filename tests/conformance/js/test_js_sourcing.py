@@ -193,3 +193,22 @@ async def test_a_mirror_of_a_direct_stream_answers_its_direct_gets(nc, uniq):
     await js.delete_stream(origin)
     reply = await nc.request(f"$JS.API.DIRECT.GET.{origin}", b'{"seq": 1}', timeout=3)
     assert reply.data == b"kept" and reply.headers["Nats-Stream"] == mirror
+
+
+async def test_a_client_may_not_pass_a_message_off_as_a_copy(nc, uniq, impl):
+    """A publish carrying `Nats-Stream-Source` to a stream with sources is refused (10227,
+    nats-server 2.14+; 2.9 stored it): it would pass for a copy from that source."""
+    if impl_version(impl) < (2, 10):
+        pytest.skip("nats-server 2.9 stores such a header as any other")
+    js = nc.jetstream()
+    origin, target = f"{uniq}O", f"{uniq}T"
+    await js.add_stream(name=origin, subjects=[f"{uniq}.o.>"])
+    await js.add_stream(name=target, subjects=[f"{uniq}.t.>"],
+                        sources=[StreamSource(name=origin)])
+    from nats.js.errors import BadRequestError
+    with pytest.raises(BadRequestError) as refused:
+        await js.publish(f"{uniq}.t.1", b"forged",
+                         headers={"Nats-Stream-Source": f"{origin} 99 > > {uniq}.o.1"})
+    assert refused.value.err_code == 10227
+    await js.publish(f"{uniq}.o.1", b"real")  # the real copy is not taken for a duplicate
+    await until(lambda: _count_is(js, target, 1), "the real copy")
