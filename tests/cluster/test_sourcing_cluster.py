@@ -65,3 +65,39 @@ async def test_r1_and_r3_mirrors_and_sources_of_an_r3_stream_survive_kills(clust
             assert origins == list(range(1, 301)), name  # once each, in order
     finally:
         await nc.close()
+
+
+async def test_copies_go_on_after_their_leader_is_partitioned_away(tmp_path):
+    """An R3 mirror's leader cut off from its peers for a few seconds while the origin takes
+    publishes: a new leader goes on, the old one rejoins, nothing is missing or doubled."""
+    cluster = Cluster(str(tmp_path), proxied=True).start()
+    try:
+        cluster.wait_ready()
+        assert cluster.proxies is not None
+        nc = await nats.connect(servers=cluster.urls(), max_reconnect_attempts=-1,
+                                reconnect_time_wait=0.1)
+        js = nc.jetstream()
+        await js.add_stream(name="SRC", subjects=["src.>"], num_replicas=3)
+        copy = await js.add_stream(name="COPY", mirror=StreamSource(name="SRC"),
+                                   num_replicas=3)
+        for n in range(1, 101):
+            await js.publish("src.x", b"%d" % n, headers={"Nats-Msg-Id": str(n)})
+        cluster.proxies.isolate(copy.cluster.leader, seconds=3.0)
+        for n in range(101, 301):
+            async def published(n=n) -> bool:
+                ack = await js.publish("src.x", b"%d" % n, timeout=2,
+                                       headers={"Nats-Msg-Id": str(n)})
+                return ack.seq == n
+            await eventually(published, 30, f"publish {n}")
+        cluster.wait_for_mesh()
+
+        async def caught_up() -> bool:
+            return (await info_of(js, "COPY")).state.last_seq == 300
+        await eventually(caught_up, 60, "the mirror to catch up after the partition")
+        info = await info_of(js, "COPY")
+        assert (info.state.messages, info.state.first_seq) == (300, 1)
+        for seq in range(1, 301, 37):
+            assert (await js.get_msg("COPY", seq)).data == b"%d" % seq
+        await nc.close()
+    finally:
+        cluster.stop()
