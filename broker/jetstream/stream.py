@@ -409,14 +409,15 @@ class Stream(Generic[C]):
             raise errors.header_too_large()
         if cfg.discard != "new":
             return
+        # nats-server's order: the subject's limit first, then the stream's.
+        if cfg.discard_new_per_subject and cfg.max_msgs_per_subject > 0 and \
+                self.store.subjects(subject).get(subject, 0) >= cfg.max_msgs_per_subject:
+            raise errors.store_failed("maximum messages per subject exceeded")
         if 0 < cfg.max_msgs <= self.store.msgs:
             raise errors.store_failed("maximum messages exceeded")
         # nats-server's check: the stored bytes plus this message's headers and body.
         if 0 < cfg.max_bytes <= self.store.state().bytes + size:
             raise errors.store_failed("maximum bytes exceeded")
-        if cfg.discard_new_per_subject and cfg.max_msgs_per_subject > 0 and \
-                self.store.subjects(subject).get(subject, 0) >= cfg.max_msgs_per_subject:
-            raise errors.store_failed("maximum messages per subject exceeded")
 
     def parse_purge(self, request: JsonObject) -> tuple[str | None, int, int]:
         """A purge request's (filter, seq, keep), refused as nats-server refuses it."""

@@ -655,3 +655,13 @@ def test_a_start_sequence_below_the_first_message_starts_at_the_first(raw, uniq)
                                             "deliver_policy": "by_start_sequence",
                                             "opt_start_seq": 2})
     assert info["delivered"]["stream_seq"] == 3 and info["num_pending"] == 2
+
+
+def test_discard_new_per_subject_names_the_subjects_limit_first(raw, uniq):
+    raw.add_stream(uniq, [f"{uniq}.>"], discard="new", max_msgs=2, max_msgs_per_subject=1,
+                   discard_new_per_subject=True)
+    assert raw.pub(f"{uniq}.a", b"1")["seq"] == 1
+    assert raw.pub(f"{uniq}.b", b"2")["seq"] == 2
+    # Both limits are full: the subject's is the one named.
+    assert raw.pub(f"{uniq}.a", b"3")["error"]["description"] == \
+        "maximum messages per subject exceeded"
