@@ -738,13 +738,9 @@ class Server:
         if hdr < 0:
             size = len(payload)
             # "<size>\r\n" or "<reply> <size>\r\n": the same for every receiver of this message.
-            if reply:
-                rest = b"%s %d\r\n" % (reply, size)
-            elif origin is None:
-                # nats-server writes the empty reply of its own messages as a second space.
-                rest = b" %d\r\n" % size
-            else:
-                rest = b"%d\r\n" % size
+            # (nats-server 2.9 wrote the empty reply of its own messages as a second space;
+            # 2.10 leaves it out, as for any message.)
+            rest = b"%s %d\r\n" % (reply, size) if reply else b"%d\r\n" % size
         for sub, start in result.psubs:
             client = sub.client
             if client is None:
@@ -1031,14 +1027,13 @@ def _header_frame(client: ClientConnection, start: bytes, reply: bytes | None, h
                   payload: bytes) -> bytes:
     """One MSG or HMSG frame; a receiver without header support gets the body in a MSG.
 
-    `reply` None marks a server-generated message without reply: nats-server writes those with
-    two spaces where the reply would be, and byte-exact clients see that."""
+    `reply` None marks a server-generated message without reply, written like any other (2.10;
+    nats-server 2.9 wrote two spaces where the reply would be)."""
     if hdr >= 0 and not client.headers:
         payload = payload[hdr:]
         hdr = -1
     if reply is None:
         reply = b""
-        start += b" "
     if hdr < 0:
         if reply:
             return b"%s%s %d\r\n%s\r\n" % (start, reply, len(payload), payload)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from .conftest import since
 from .wire import OK, PING, PONG, connect_line, err, pub
 
 pytestmark = pytest.mark.conformance(area="connect")
@@ -31,12 +32,18 @@ def test_verbose_handshake_exact_bytes(server, connect):
 
 
 @pytest.mark.parametrize("protocol", [0, 1])
-def test_no_async_info_after_first_pong(server, connect, protocol):
+def test_no_async_info_after_first_pong(impl, server, connect, protocol):
     # For protocol >= 1 nats-server would send an updated INFO right after the first PONG only
     # if the cluster topology or max_payload changed since accept; standalone it sends none.
+    # 2.12 answers the first PING of a protocol 1 client with PONG and then an INFO carrying
+    # "connect_info":true (and the account it is bound to).
     c = connect()
     c.send(connect_line(verbose=False, protocol=protocol) + PING)
     c.expect(PONG)
+    if protocol >= 1 and since(impl, (2, 12)):
+        info = c.read_line()
+        assert info.startswith(b"INFO {") and b'"connect_info":true' in info, info
+        assert b'"remote_account":"$G"' in info, info
     c.send(PING)
     c.expect(PONG)
     c.assert_quiet()

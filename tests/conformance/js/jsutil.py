@@ -8,8 +8,11 @@ it reads frames with a deadline and keeps the frames it was not looking for in a
 `scrub` makes API responses comparable with ``==``: it checks that every timestamp is RFC 3339 UTC
 (``Z``), replaces it with ``"<time>"`` (the zero time ``0001-01-01T00:00:00Z`` is kept as is, it is
 exact), and replaces advisory ids (nuids) with ``"<nuid>"``. For implementations other than the
-oracle it also removes the fields that nats-server 2.10 added to responses, when they carry their
-2.10 default value (see `NEWER_DEFAULTS`), so that a broker advertising 2.10 may send them.
+oracle it also removes the fields that nats-server 2.10+ added to responses, when they carry their
+default value (see `NEWER_DEFAULTS`), so that a broker advertising 2.10 may send them and
+nats-server 2.15.1 is compared on what 2.9.10 sends too; and the 2.11+ versioning metadata
+(``_nats.*`` keys of a config's ``metadata``, dropped with ``metadata`` if nothing else is left)
+and JetStream API level (``"level"`` of the account info's ``api``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..conftest import since
 from ..wire import DEFAULT_TIMEOUT, Client, show
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -69,7 +73,13 @@ NEWER_DEFAULTS: dict[str, Callable[[Any], bool]] = {
     "consumer_limits": lambda v: v == {},  # StreamConfig, 2.10
     "ts": lambda v: v == "<time>",  # StreamInfo / ConsumerInfo, 2.10 (already scrubbed)
     "cluster": lambda v: isinstance(v, dict) and set(v) <= {"name", "leader"},  # 2.10 standalone
+    "reserved_memory": lambda v: v == 0,  # account info, 2.10.8
+    "reserved_storage": lambda v: v == 0,  # account info, 2.10.8
+    "allow_msg_ttl": lambda v: v is False,  # StreamConfig, 2.11
 }
+#: Prefix of the metadata keys nats-server 2.11+ adds to every stream and consumer config it echoes
+#: (``_nats.req.level``, ``_nats.ver``, ``_nats.level``).
+VERSIONING_METADATA = "_nats."
 
 
 def stream_config(name: str, subjects: Iterable[str] | None = None, **overrides: Any) -> dict:
@@ -121,8 +131,23 @@ def scrub(obj: Any, *, oracle: bool = True) -> Any:
             value = scrub(value, oracle=oracle)
         if not oracle and key in NEWER_DEFAULTS and NEWER_DEFAULTS[key](value):
             continue
+        if not oracle and key == "metadata" and isinstance(value, dict):
+            user = {k: v for k, v in value.items() if not k.startswith(VERSIONING_METADATA)}
+            if not user and len(user) < len(value):
+                continue  # only the 2.11+ versioning metadata
+            value = user
+        if not oracle and key == "api" and isinstance(value, dict) and "level" in value:
+            value = {k: v for k, v in value.items() if k != "level"}  # 2.11 API level
         out[key] = value
     return out
+
+
+def no_responders_hdr(impl: Any, subject: str) -> bytes:
+    """The header block of the 503 no-responders status; nats-server 2.12+ adds the subject that
+    nobody listened on."""
+    if since(impl, (2, 12)):
+        return f"NATS/1.0 503\r\nNats-Subject: {subject}\r\n\r\n".encode()
+    return b"NATS/1.0 503\r\n\r\n"
 
 
 def headers_block(headers: dict[str, str] | bytes | None) -> bytes:
@@ -404,8 +429,10 @@ def encode(payload: bytes | str | dict | list) -> bytes:
 
 
 def wait_until(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Poll `cond` until it returns a truthy value (used only to observe server-side timers,
-    e.g. consumer deletion after inactive_threshold, where no event is published)."""
+    """Poll `cond` until it returns a truthy value (used only where no event says when the
+    server is done: server-side timers, e.g. consumer deletion after inactive_threshold, or work
+    the server queues internally, e.g. a pull request reaching its consumer, a store without a
+    PubAck)."""
     deadline = time.monotonic() + timeout
     while True:
         value = cond()

@@ -649,7 +649,7 @@ def test_stream_consumer_limits_are_typed_and_guard_their_consumers(raw, uniq):
 def test_a_start_sequence_below_the_first_message_starts_at_the_first(raw, uniq):
     raw.add_stream(uniq, [f"{uniq}.>"])
     for n in range(5):
-        raw.publish(f"{uniq}.x", b"%d" % n, reply="_INBOX.ack")
+        assert raw.pub(f"{uniq}.x", b"%d" % n)["seq"] == n + 1
     raw.api(f"STREAM.PURGE.{uniq}", {"seq": 4})  # 1..3 gone: the first is 4
     info = consumer_create(raw, uniq, "c", {"durable_name": "c", "ack_policy": "explicit",
                                             "deliver_policy": "by_start_sequence",

@@ -6,8 +6,9 @@ import nats
 import nats.errors
 import pytest
 
+from ..conftest import since
 from .conftest import server_url
-from .jsutil import API, rfc3339_ns
+from .jsutil import API, no_responders_hdr, rfc3339_ns, wait_until
 
 pytestmark = pytest.mark.conformance(area="js-pull")
 
@@ -104,7 +105,8 @@ def test_408_reports_unused_max_bytes(raw, uniq):
 def test_waiting_request_gets_a_later_message(raw, uniq):
     setup(raw, uniq, n=0)
     sid = raw.pull(uniq, "c", {"batch": 1, "expires": 5_000_000_000})
-    assert raw.consumer_info(uniq, "c")["num_waiting"] == 1
+    # The request reaches the consumer on its own queue, not in order with the INFO request.
+    wait_until(lambda: raw.consumer_info(uniq, "c")["num_waiting"] == 1, 3, "num_waiting 1")
     raw.pub(f"{uniq}.a", "late")
     f = raw.next(sid)
     assert (f.payload, f.ack()["sseq"], f.ack()["pending"]) == (b"late", 1, 0)
@@ -121,14 +123,16 @@ def test_no_wait_with_nothing_pending_is_404(raw, uniq):
 
 @pytest.mark.nats_quirk
 @pytest.mark.parametrize("expires", [None, 1_000_000_000], ids=["no-expires", "expires"])
-def test_no_wait_with_fewer_messages_than_batch_ends_with_408(raw, uniq, expires):
+def test_no_wait_with_fewer_messages_than_batch_ends_with_408(impl, raw, uniq, expires):
     # 2.9.10 (and 2.10.0) end a partly served no_wait request with 408 Request Timeout at once,
-    # not with 404 No Messages as compat.md describes for newer servers; with or without expires.
+    # not with 404 No Messages as compat.md describes for newer servers (2.14 does that); with or
+    # without expires.
     setup(raw, uniq, n=2)
     body = {"batch": 5, "no_wait": True} | ({"expires": expires} if expires else {})
     sid = raw.pull(uniq, "c", body)
     assert [raw.next(sid).payload for _ in range(2)] == [b"m1", b"m2"]
-    assert_status(raw.next(sid), TIMEOUT_408.format(3, 0))
+    end = status("404 No Messages") if since(impl, (2, 14)) else TIMEOUT_408.format(3, 0)
+    assert_status(raw.next(sid), end)
     raw.assert_nothing(sid)
     assert raw.consumer_info(uniq, "c")["num_waiting"] == 0
 
@@ -233,10 +237,15 @@ def test_pull_idle_heartbeat(raw, uniq):
     assert_status(f, TIMEOUT_408.format(1, 0))
 
 
-def test_next_for_unknown_consumer_gets_no_reply(raw, uniq):
+def test_next_for_unknown_consumer_gets_no_reply(impl, raw, uniq):
     raw.add_stream(uniq, [f"{uniq}.>"])
     sid = raw.pull(uniq, "nope")
     assert raw.api(f"STREAM.INFO.{uniq}")["config"]["name"] == uniq
+    if since(impl, (2, 11)):
+        # Nothing subscribes to that MSG.NEXT subject: 2.11 answers the requester (which asked
+        # for no_responders) with a 503.
+        hdr = no_responders_hdr(impl, f"{API}.CONSUMER.MSG.NEXT.{uniq}.nope")
+        assert_status(raw.next(sid), hdr)
     raw.assert_nothing(sid)
 
 

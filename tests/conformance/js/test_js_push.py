@@ -11,6 +11,7 @@ import time
 import nats
 import pytest
 
+from ..conftest import since
 from .conftest import server_url
 from .jsutil import API, scrub, wait_until
 
@@ -107,16 +108,18 @@ def test_idle_heartbeat(raw, uniq):
 
 
 @pytest.mark.nats_quirk
-def test_idle_heartbeat_exact_frame(raw, uniq):
+def test_idle_heartbeat_exact_frame(impl, raw, uniq):
     make_stream(raw, uniq)
     sid = raw.subscribe(f"dlv.{uniq}")
     raw.add_consumer(
         uniq, "h", durable_name="h", deliver_subject=f"dlv.{uniq}", idle_heartbeat=100_000_000
     )
     hb = raw.next(sid)
-    # Empty reply field: two spaces before the sizes.
+    # Empty reply field: two spaces before the sizes; one since 2.10.0 (its stream's send loop
+    # leaves an empty reply out).
+    gap = " " if since(impl, (2, 10)) else "  "
     assert hb.raw == (
-        f"HMSG dlv.{uniq} {sid}  75 75\r\n".encode()
+        f"HMSG dlv.{uniq} {sid}{gap}75 75\r\n".encode()
         + b"NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 0\r\nNats-Last-Stream: 0\r\n\r\n"
         + b"\r\n"
     )
