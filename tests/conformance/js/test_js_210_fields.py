@@ -665,3 +665,12 @@ def test_discard_new_per_subject_names_the_subjects_limit_first(raw, uniq):
     # Both limits are full: the subject's is the one named.
     assert raw.pub(f"{uniq}.a", b"3")["error"]["description"] == \
         "maximum messages per subject exceeded"
+
+
+# (`first_seq: 1` on an empty stream: nats-server reports first_seq 1, we report 0; not tested.)
+@pytest.mark.parametrize(("first_seq", "state"), [(None, (0, 0)), (5, (5, 4))])
+def test_first_seq_sets_an_empty_streams_first_sequence(raw, uniq, first_seq, state):
+    extra = {} if first_seq is None else {"first_seq": first_seq}
+    created = raw.add_stream(uniq, [f"{uniq}.>"], **extra)
+    assert (created["state"]["first_seq"], created["state"]["last_seq"]) == state
+    assert raw.pub(f"{uniq}.x", b"1")["seq"] == max(state[0], 1)
