@@ -271,8 +271,9 @@ class ClientConnection(OutBuffer, asyncio.Protocol):
         account = self.account
         n_in = b_in = 0
         for event in events:
+            # (A subject is never empty here: the parser refuses a PUB without one.)
             if event[0] == PUB and not session.pub_checks and (
-                    event[1][:1] != b"$" or not is_reserved(event[1])):
+                    event[1][0] != 36 or not is_reserved(event[1])):  # 36: "$"
                 # The hot path: with nothing to check, a PUB event is a PUBLISH as it stands.
                 _, subject, reply, hdr, payload = event
                 n_in += 1
