@@ -11,18 +11,15 @@ publisher usually reuses few subjects.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import nacl.exceptions
-import nacl.signing
-
 from broker.operator import Operator
 from broker.tls import DN_ALIASES, ClientCertificate
+from common.jwt import signed_nonce
 from common.nkeys import USER, decode_public
 from common.subjects import subject_matches
 from config.options import Options, Permissions, User
@@ -184,27 +181,8 @@ def new_nonce() -> str:
 
 
 def _signed(nkey: str, nonce: str, sig: object) -> bool:
-    """Whether `sig` (base64url or standard base64) is `nkey`'s signature of `nonce`."""
-    if not nonce or not isinstance(sig, str) or not sig:
-        return False
-    signature = _b64(sig)
-    public = decode_public(nkey, USER)
-    if signature is None or public is None:
-        return False
-    try:
-        nacl.signing.VerifyKey(public).verify(nonce.encode(), signature)
-    except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
-        return False
-    return True
-
-
-def _b64(text: str) -> bytes | None:
-    for decode in (base64.urlsafe_b64decode, base64.b64decode):
-        try:
-            return decode(text + "=" * (-len(text) % 4))
-        except (binascii.Error, ValueError):
-            continue
-    return None
+    """Whether `sig` is the user nkey `nkey`'s signature of `nonce`."""
+    return decode_public(nkey, USER) is not None and signed_nonce(nkey, nonce, sig)
 
 
 def _same(given: object, expected: str) -> bool:

@@ -15,8 +15,6 @@ the debug log in nats-server's words; the client sees `Authorization Violation`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -126,7 +124,7 @@ class Operator:
         if account.is_revoked(user.subject, user.issued_at):
             return REVOKED, None
         if not (limits.bearer_token and not account.limits.disallow_bearer) and \
-                not _signed(user.subject, nonce, connect.get("sig")):
+                not jwt.signed_nonce(user.subject, nonce, connect.get("sig")):
             return BAD_SIGNATURE, None
         return "", UserGrant(user.subject, user.account, _permissions(limits), user.name)
 
@@ -157,19 +155,6 @@ def _unsupported_user_limits(limits: jwt.UserPermissionLimits) -> str:
     if limits.proxy_required:
         named.append("proxy requirements")
     return ", ".join(named)
-
-
-def _signed(public: str, nonce: str, sig: object) -> bool:
-    if not nonce or not isinstance(sig, str) or not sig:
-        return False
-    try:
-        signature = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
-    except (binascii.Error, ValueError):
-        try:
-            signature = base64.b64decode(sig + "=" * (-len(sig) % 4))
-        except (binascii.Error, ValueError):
-            return False
-    return jwt.verify_signature(public, nonce.encode(), signature)
 
 
 def _permissions(limits: jwt.UserPermissionLimits) -> Permissions | None:

@@ -429,6 +429,21 @@ def verify_signature(public_key: str, message: bytes, signature: bytes) -> bool:
     return True
 
 
+def signed_nonce(public_key: str, nonce: str, sig: object) -> bool:
+    """True if `sig` (a CONNECT's `sig`: base64url, or standard base64, as nats-server takes
+    both) is `public_key`'s signature of the `nonce` its INFO carried."""
+    if not nonce or not isinstance(sig, str) or not sig:
+        return False
+    padded = sig + "=" * (-len(sig) % 4)
+    for decode_text in (base64.urlsafe_b64decode, base64.b64decode):
+        try:
+            signature = decode_text(padded)
+        except (binascii.Error, ValueError):
+            continue
+        return verify_signature(public_key, nonce.encode(), signature)
+    return False
+
+
 def decode(token: str, now: float | None = None) -> Claims:
     """The verified claims of `token` (jwt.Decode), times checked if `now` is given."""
     if not isinstance(token, str):
