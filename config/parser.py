@@ -238,7 +238,7 @@ class _Parser:
             raise ConfigError(f"include cycle: {chain}", token.pos, "include")
         try:
             text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the name, or not UTF-8
             raise ConfigError(
                 f"error parsing include file '{token.text}': {_reason(exc)}", token.pos, "include"
             ) from exc

@@ -895,6 +895,12 @@ def test_include_of_a_missing_file_names_the_including_file(tmp_path: Path) -> N
     assert "secrets.conf" in str(error)
 
 
+def test_include_of_a_name_with_a_nul_byte_is_a_config_error(tmp_path: Path) -> None:
+    # Found by the config fuzzing (seed 525664579): the OS refuses such a name with ValueError.
+    error = load_error(tmp_path, 'port: 4222\ninclude "a\x00b.conf"\n')
+    assert (error.line, error.key) == (2, "include")
+
+
 # --- the shipped examples ----------------------------------------------------------------------
 
 
