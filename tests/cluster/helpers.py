@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Awaitable, Callable
 
 import nats
+import pytest
 from nats.aio.client import Client
 
 from tests.clusters import Cluster
@@ -32,3 +34,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what:
             last = exc
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last!r})")
+
+
+def broker_and_nats_server() -> list:
+    """The implementations a cluster test compares: ours, and nats-server when installed."""
+    missing = shutil.which("nats-server") is None
+    return ["broker", pytest.param("nats-server", marks=pytest.mark.skipif(
+        missing, reason="nats-server not installed"))]

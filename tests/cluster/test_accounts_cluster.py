@@ -6,12 +6,11 @@ Run on nats-server (2.9.10) too, as the oracle of what clients see."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import nats
 import pytest
 
-from tests.cluster.helpers import eventually
+from tests.cluster.helpers import broker_and_nats_server, eventually
 from tests.clusters import Cluster
 
 CONFIG = """
@@ -45,13 +44,7 @@ cluster {
 """
 
 
-def _impls() -> list:
-    missing = shutil.which("nats-server") is None
-    return ["broker", pytest.param("nats-server", marks=pytest.mark.skipif(
-        missing, reason="nats-server not installed"))]
-
-
-@pytest.fixture(params=_impls())
+@pytest.fixture(params=broker_and_nats_server())
 def cluster(request, tmp_path):
     cluster = Cluster(str(tmp_path), impl=request.param, config=CONFIG).start()
     try:

@@ -5,13 +5,12 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 
 import nats
 import pytest
 
 from tests.cluster.faults import STREAM, SUBJECT, Publisher, check_replicas, wait_converged
-from tests.cluster.helpers import eventually
+from tests.cluster.helpers import broker_and_nats_server, eventually
 from tests.clusters import Cluster
 
 SEED_CONFIG = """
@@ -34,13 +33,7 @@ cluster {
 """
 
 
-def _impls() -> list:
-    missing = shutil.which("nats-server") is None
-    return ["broker", pytest.param("nats-server", marks=pytest.mark.skipif(
-        missing, reason="nats-server not installed"))]
-
-
-@pytest.mark.parametrize("impl", _impls())
+@pytest.mark.parametrize("impl", broker_and_nats_server())
 async def test_the_seed_config_brings_up_a_cluster_with_r1_and_r3_streams(tmp_path, impl):
     cluster = Cluster(str(tmp_path), impl=impl, config=SEED_CONFIG).start()
     try:
